@@ -1,0 +1,59 @@
+"""The one face-crop function, shared by training (annotated boxes) and inference (detections).
+
+Using the same code on both sides keeps the classifier's input distribution the same at train and
+run time: a square region centred on the box, enlarged by ``margin`` of the box side on each side,
+padded by edge replication where it leaves the image, resized to ``size``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Margin added on each side of a face box, as a fraction of the box's longer side.
+DEFAULT_MARGIN = 0.15
+
+
+def square_region(box: np.ndarray | list[float], margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """Return the square ``[x1, y1, x2, y2]`` (floats) that the crop takes from the image."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    half = side / 2.0
+    return np.array([cx - half, cy - half, cx + half, cy + half], dtype=np.float32)
+
+
+def crop_face(
+    image: np.ndarray,
+    box: np.ndarray | list[float],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    size: int | None = None,
+) -> np.ndarray:
+    """Cut the square face region out of ``image`` (H, W, C) and optionally resize it to ``size``.
+
+    Parts of the region outside the image are filled by replicating the border, so a face at the
+    edge of the frame still gives a full, centred crop.
+    """
+    height, width = image.shape[:2]
+    rx1, ry1, rx2, ry2 = square_region(box, margin)
+    ix1, iy1 = int(np.floor(rx1)), int(np.floor(ry1))
+    ix2, iy2 = max(int(np.ceil(rx2)), ix1 + 1), max(int(np.ceil(ry2)), iy1 + 1)
+    pad_left, pad_top = max(0, -ix1), max(0, -iy1)
+    pad_right, pad_bottom = max(0, ix2 - width), max(0, iy2 - height)
+    inner = image[max(0, iy1) : min(height, iy2), max(0, ix1) : min(width, ix2)]
+    if inner.size == 0:
+        raise ValueError(f"face box {list(box)} lies outside the {width}x{height} image")
+    if pad_left or pad_top or pad_right or pad_bottom:
+        inner = cv2.copyMakeBorder(
+            inner, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE
+        )
+    if size is None:
+        return np.ascontiguousarray(inner)
+    return resize_square(inner, size)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a whole face image (a dataset crop) to ``size`` x ``size``, as the runtime does."""
+    interpolation = cv2.INTER_AREA if max(image.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)

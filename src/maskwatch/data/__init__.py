@@ -1,0 +1,1 @@
+"""Dataset indexing, leak-free splits and augmentation for training (the ``[train]`` extra)."""

@@ -1,0 +1,96 @@
+"""Load every sample once into memory as a square uint8 crop, and hash each file for grouping.
+
+Face-mask datasets are small (thousands of faces), so holding them as arrays at slightly above the
+model's input size costs a few hundred MB and saves re-decoding large scene photos every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from maskwatch.crop import DEFAULT_MARGIN, crop_face, resize_square
+from maskwatch.data.index import Sample
+from maskwatch.data.splits import ManifestRow, SplitFractions, near_duplicate_groups, split_of
+from maskwatch.imaging import ImageLoadError, load_rgb
+from maskwatch.progress import track
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedSamples:
+    """Samples that loaded, their crops (N, S, S, 3 uint8) and the files that failed."""
+
+    samples: list[Sample]
+    crops: np.ndarray
+    file_hashes: dict[Path, int]
+    problems: list[str]
+
+
+def load_samples(
+    samples: Sequence[Sample], *, size: int, margin: float = DEFAULT_MARGIN
+) -> LoadedSamples:
+    """Decode each file once; crop its faces (or take the whole image) at ``size`` x ``size``."""
+    by_file: dict[Path, list[int]] = defaultdict(list)
+    for i, sample in enumerate(samples):
+        by_file[sample.path].append(i)
+    crops: list[np.ndarray | None] = [None] * len(samples)
+    hashes: dict[Path, int] = {}
+    problems: list[str] = []
+    for path, indices in track(by_file.items(), description="loading images", total=len(by_file)):
+        try:
+            image = load_rgb(path)
+        except ImageLoadError as error:
+            problems.append(str(error))
+            continue
+        hashes[path] = int(str(imagehash.phash(Image.fromarray(image))), 16)
+        for i in indices:
+            box = samples[i].box
+            try:
+                crops[i] = (
+                    resize_square(image, size) if box is None
+                    else crop_face(image, box, margin=margin, size=size)
+                )
+            except ValueError as error:
+                problems.append(f"{path}: {error}")
+    kept = [i for i, crop in enumerate(crops) if crop is not None]
+    stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    return LoadedSamples([samples[i] for i in kept], stacked, hashes, problems)
+
+
+def assign_splits(
+    loaded: LoadedSamples,
+    *,
+    fractions: SplitFractions = SplitFractions(),
+    seed: int = 0,
+    max_distance: int = 6,
+    root: Path | None = None,
+) -> list[ManifestRow]:
+    """Group near-duplicate files and give every face of a group the same split."""
+    files = sorted(loaded.file_hashes)
+    keys = [_relative_key(path, root) for path in files]
+    groups = near_duplicate_groups(keys, np.array([loaded.file_hashes[p] for p in files], dtype=np.uint64), max_distance)
+    group_of = dict(zip(files, groups))
+    return [
+        ManifestRow(sample, group_of[sample.path], split_of(group_of[sample.path], fractions, seed))
+        for sample in loaded.samples
+    ]
+
+
+def _relative_key(path: Path, root: Path | None) -> str:
+    """A key that survives moving the data folder: the path relative to the data root."""
+    if root is not None:
+        try:
+            return str(Path(path).resolve().relative_to(Path(root).resolve()))
+        except ValueError:
+            pass
+    return f"{Path(path).parent.name}/{Path(path).name}" if root is None else str(path)
+

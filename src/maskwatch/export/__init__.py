@@ -1,0 +1,1 @@
+"""ONNX export, int8 quantisation and parity checks (the ``[train]`` extra)."""

@@ -1,0 +1,66 @@
+"""Export a trained classifier to ONNX with its preprocessing facts stored inside the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from maskwatch.runtime.classifier import METADATA_KEY
+
+OPSET = 17
+
+
+def atomic_target(path: Path) -> Path:
+    """A temporary path beside ``path``; callers rename it into place once it is complete."""
+    path = Path(path)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path.parent}: output folder is not writable")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def set_metadata(model_path: Path, meta: dict) -> None:
+    model = onnx.load(str(model_path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    model.producer_name = "maskwatch"
+    onnx.save(model, str(model_path))
+
+
+def export_onnx(model: torch.nn.Module, meta: dict, path: Path) -> Path:
+    """Write ``model`` as ONNX (fixed opset, dynamic batch) with ``meta`` in its metadata."""
+    path = Path(path)
+    tmp = atomic_target(path)
+    try:
+        model.eval()
+        dummy = torch.zeros(1, 3, meta["input_size"], meta["input_size"])
+        torch.onnx.export(
+            model, (dummy,), str(tmp), input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        )
+        set_metadata(tmp, {**meta, "format": "fp32", "opset": OPSET})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def parity_torch_vs_onnx(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray) -> float:
+    """Largest absolute logit difference between PyTorch and ONNX Runtime on ``batch`` (NCHW)."""
+    from maskwatch.runtime.session import create_session
+
+    session = create_session(str(onnx_path))
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(batch)).numpy()
+    actual = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    return float(np.abs(expected - actual).max())

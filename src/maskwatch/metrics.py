@@ -1,0 +1,130 @@
+"""Classification metrics, calibration and their pictures - numpy and scikit-learn only.
+
+Shared by training (every epoch) and ``maskwatch evaluate`` (the runtime, no torch), so the two
+report numbers computed the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+
+def classification_report(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    Every label of the model is reported, including those absent from ``y_true``: predictions of
+    an absent class still count as errors, and macro-F1 averages over the classes present.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    indices = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=indices, zero_division=0
+    )
+    present = [i for i in indices if support[i] > 0]
+    macro_f1 = float(np.mean(f1[present])) if present else 0.0
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_f1": macro_f1,
+        "macro_precision": float(np.mean(precision[present])) if present else 0.0,
+        "macro_recall": float(np.mean(recall[present])) if present else 0.0,
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=indices).tolist(),
+    }
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over confidence bins."""
+    y_true = np.asarray(y_true)
+    if len(y_true) == 0:
+        return 0.0
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def fit_temperature(logits: np.ndarray, y_true: Sequence[int]) -> float:
+    """The temperature minimising validation negative log-likelihood (1-D search on log T)."""
+    y_true = np.asarray(y_true, dtype=int)
+    if len(y_true) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        p = softmax(logits, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-12, None))))
+
+    grid = np.linspace(np.log(0.05), np.log(20.0), 121)
+    best = grid[int(np.argmin([nll(t) for t in grid]))]
+    fine = np.linspace(best - 0.05, best + 0.05, 41)
+    return float(np.exp(fine[int(np.argmin([nll(t) for t in fine]))]))
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str, title: str = "") -> None:
+    """Save a confusion matrix (counts, rows = truth) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=120)
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), value in np.ndenumerate(cm):
+        colour = "white" if value > cm.max() / 2 else "black"
+        ax.text(j, i, str(value), ha="center", va="center", color=colour)
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_history(history: Sequence[dict], path: str) -> None:
+    """Save training curves (loss, accuracy, macro-F1 per epoch, train vs val) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=110)
+    for ax, key in zip(axes, ("loss", "accuracy", "macro_f1")):
+        ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], label="val")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

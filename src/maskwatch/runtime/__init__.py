@@ -1,0 +1,1 @@
+"""Inference without torch: ONNX Runtime classifier, face detectors and the detection pipeline."""

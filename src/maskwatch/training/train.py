@@ -1,0 +1,270 @@
+"""The training recipe: index -> split -> cache trunk features -> fine-tune the top -> report.
+
+On a 2-core CPU, running a frozen ImageNet trunk once per image (and a few augmented views of each
+training face) costs minutes; after that each epoch trains only the last blocks and the head on
+cached features, which takes seconds. With ``cache_views=0`` the whole network sees fresh
+augmentations every epoch instead (better on a GPU, or when fine-tuning every block).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskwatch.data.index import index_sources
+from maskwatch.data.loading import LoadedSamples, assign_splits, load_samples
+from maskwatch.data.splits import SplitFractions, write_manifest
+from maskwatch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from maskwatch.labels import LABELS
+from maskwatch.metrics import classification_report, expected_calibration_error, fit_temperature, softmax
+from maskwatch.progress import track
+from maskwatch.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, torch_threads
+from maskwatch.training.config import TrainConfig
+from maskwatch.training.models import MaskClassifierNet, build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+
+def read_exclusions(files: tuple[str, ...]) -> set[str]:
+    """Paths (one per line, '#' starts a reason) of known-mislabelled files to leave out."""
+    excluded: set[str] = set()
+    for file in files:
+        for line in Path(file).read_text().splitlines():
+            entry = line.split("#", 1)[0].strip()
+            if entry:
+                excluded.add(entry)
+    return excluded
+
+
+def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
+    """Index and load every source, drop excluded files; return samples, splits and problems."""
+    report = index_sources([Path(p) for p in config.data], min_face=config.min_face)
+    excluded = read_exclusions(config.exclude)
+    samples = [s for s in report.samples if not any(str(s.path).endswith(e) for e in excluded)]
+    loaded = load_samples(samples, size=config.input_size, margin=config.margin)
+    problems = report.problems + loaded.problems
+    for problem in problems:
+        log.warning("%s", problem)
+    log.info(
+        "%s; %d excluded as mislabelled; %d unreadable",
+        report.summary(), len(report.samples) - len(samples), len(loaded.problems),
+    )
+    root = Path(config.data[0]).parent if config.data else None
+    rows = assign_splits(
+        loaded, fractions=SplitFractions(config.val_fraction, config.test_fraction), seed=config.seed, root=root
+    )
+    write_manifest(rows, Path(config.out) / "splits.csv")
+    return loaded, [row.split for row in rows], problems
+
+
+def to_batch(crops: np.ndarray, transform) -> torch.Tensor:
+    return torch.stack([transform(crop) for crop in crops])
+
+
+@torch.no_grad()
+def cache_features(model: MaskClassifierNet, crops: np.ndarray, transform, batch_size: int, what: str) -> torch.Tensor:
+    """Run the frozen trunk over ``crops`` once and keep the result (float16 to halve memory)."""
+    model.eval()
+    parts = []
+    starts = range(0, len(crops), batch_size)
+    for start in track(starts, description=f"caching {what}", total=len(starts)):
+        parts.append(model.trunk(to_batch(crops[start : start + batch_size], transform)).half())
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    counts = np.maximum(counts, 1.0)
+    if scheme == "none":
+        weights = np.ones(num_classes)
+    elif scheme == "inverse":
+        weights = counts.sum() / (num_classes * counts)
+    elif scheme == "sqrt_inverse":
+        weights = np.sqrt(counts.sum() / (num_classes * counts))
+    else:
+        raise ValueError(f"class_weighting {scheme!r}: choose none, inverse or sqrt_inverse")
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_logits(model: MaskClassifierNet, inputs: torch.Tensor, *, on_features: bool, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    forward = model.forward_top if on_features else model
+    out = [forward(inputs[i : i + batch_size].float()) for i in range(0, len(inputs), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features), np.float32)
+
+
+def train(config: TrainConfig) -> dict:
+    """Run the whole recipe and return the final report (also written to ``out/report.json``)."""
+    torch_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    torch.manual_seed(config.seed)
+    started = time.perf_counter()
+
+    loaded, splits, problems = prepare_data(config)
+    label_index = {label: i for i, label in enumerate(LABELS)}
+    y = np.array([label_index[s.label] for s in loaded.samples])
+    split = np.array(splits)
+    idx = {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
+    log.info("split sizes: %s", {k: len(v) for k, v in idx.items()})
+
+    if config.init is not None:
+        model, init_meta = load_checkpoint(resolve_checkpoint(config.init))
+        if init_meta["labels"] != list(LABELS) or init_meta["model"] != config.model:
+            raise ValueError(f"--init checkpoint is a {init_meta['model']} over {init_meta['labels']}")
+        model.train()
+    else:
+        model = build_model(config.model, len(LABELS), pretrained=config.pretrained, trainable_blocks=config.trainable_blocks)
+    trainable_blocks = len(model.top)
+    on_features = config.cache_views > 0 and len(model.trunk) > 0
+
+    augment = train_transform(size=config.input_size)
+    clean = eval_transform()
+    generator = torch.Generator().manual_seed(config.seed)
+    if on_features:
+        inputs = cache_features(model, loaded.crops, clean, config.batch_size, "clean faces")
+        views = [inputs[idx["train"]]]
+        for view in range(config.cache_views):
+            torch.manual_seed(config.seed * 1000 + view)
+            views.append(cache_features(model, loaded.crops[idx["train"]], augment, config.batch_size, f"augmented view {view + 1}/{config.cache_views}"))
+        train_views = torch.stack(views, dim=1)  # (N_train, V+1, C, H, W)
+    else:
+        inputs = to_batch(loaded.crops, clean)
+
+    criterion = nn.CrossEntropyLoss(
+        weight=class_weights(y[idx["train"]], len(LABELS), config.class_weighting),
+        label_smoothing=config.label_smoothing,
+    )
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+    meta = {
+        "model": config.model, "labels": list(LABELS), "input_size": config.input_size,
+        "margin": config.margin, "trainable_blocks": trainable_blocks,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "temperature": 1.0,
+    }
+    history: list[dict] = []
+    best_f1, best_epoch, start_epoch = -1.0, 0, 1
+    last_path = out / "last.pt"
+    if last_path.is_file():  # resume after an interruption
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best_f1, best_epoch = state["history"], state["best_f1"], state["best_epoch"]
+        start_epoch = state["epoch"] + 1
+        log.info("resuming from %s at epoch %d", last_path, start_epoch)
+
+    y_t = torch.from_numpy(y)
+    for epoch in range(start_epoch, config.epochs + 1):
+        torch.manual_seed(config.seed + epoch)
+        model.train()
+        order = torch.randperm(len(idx["train"]), generator=generator.manual_seed(config.seed + epoch))
+        total_loss, correct, seen = 0.0, 0, 0
+        batches = range(0, len(order), config.batch_size)
+        for start in track(batches, description=f"epoch {epoch}/{config.epochs}", total=len(batches)):
+            pick = order[start : start + config.batch_size]
+            targets = y_t[idx["train"]][pick]
+            if on_features:
+                view = torch.randint(0, train_views.shape[1], (len(pick),))
+                logits = model.forward_top(train_views[pick, view].float())
+            else:
+                logits = model(to_batch(loaded.crops[idx["train"][pick.numpy()]], augment))
+            loss = criterion(logits, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(pick)
+            correct += int((logits.argmax(1) == targets).sum())
+            seen += len(pick)
+        scheduler.step()
+
+        val_logits = predict_logits(model, inputs[idx["val"]], on_features=on_features)
+        val_report = classification_report(y[idx["val"]], val_logits.argmax(1), LABELS)
+        val_loss = float(criterion(torch.from_numpy(val_logits), y_t[idx["val"]]))
+        row = {
+            "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+            "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+            "train_macro_f1": float("nan"),
+            "val_loss": val_loss, "val_accuracy": val_report["accuracy"], "val_macro_f1": val_report["macro_f1"],
+            "val_macro_precision": val_report["macro_precision"], "val_macro_recall": val_report["macro_recall"],
+            **{f"val_f1_{k}": v["f1"] for k, v in val_report["per_class"].items()},
+            **{f"val_precision_{k}": v["precision"] for k, v in val_report["per_class"].items()},
+            **{f"val_recall_{k}": v["recall"] for k, v in val_report["per_class"].items()},
+        }
+        history.append(row)
+        improved = row["val_macro_f1"] > best_f1
+        if improved:
+            best_f1, best_epoch = row["val_macro_f1"], epoch
+            save_checkpoint(model, meta, out / "best.safetensors")
+        log.info(
+            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f%s",
+            epoch, row["train_loss"], row["train_accuracy"], val_loss, row["val_accuracy"],
+            row["val_macro_precision"], row["val_macro_recall"], row["val_macro_f1"], "  *best" if improved else "",
+        )
+        write_history(history, out)
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "history": history, "best_f1": best_f1, "best_epoch": best_epoch, "epoch": epoch},
+            last_path,
+        )
+        if epoch - best_epoch >= config.patience:
+            log.info("early stop: no val macro-F1 gain for %d epochs", config.patience)
+            break
+
+    train_seconds = time.perf_counter() - started
+    model, meta = load_checkpoint(out / "best.safetensors")
+    report = finish(model, meta, inputs, y, idx, loaded, on_features, out)
+    report.update(
+        best_epoch=best_epoch, train_seconds=round(train_seconds, 1), problems=len(problems),
+        parameters=count_parameters(model), split_sizes={k: int(len(v)) for k, v in idx.items()},
+    )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def finish(model, meta, inputs, y, idx, loaded, on_features, out: Path) -> dict:
+    """Calibrate on val, score the test split overall and per source, save pictures and model."""
+    from maskwatch.metrics import plot_confusion_matrix, plot_history
+
+    val_logits = predict_logits(model, inputs[idx["val"]], on_features=on_features)
+    temperature = fit_temperature(val_logits, y[idx["val"]])
+    ece_before = expected_calibration_error(softmax(val_logits), y[idx["val"]])
+    ece_after = expected_calibration_error(softmax(val_logits, temperature), y[idx["val"]])
+    meta = {**meta, "temperature": temperature}
+    save_checkpoint(model, meta, out / "best.safetensors")
+    log.info("temperature %.3f: val ECE %.4f -> %.4f", temperature, ece_before, ece_after)
+
+    test_logits = predict_logits(model, inputs[idx["test"]], on_features=on_features)
+    sources = np.array([loaded.samples[i].source for i in idx["test"]])
+    report = {"temperature": temperature, "val_ece_before": ece_before, "val_ece_after": ece_after, "test": {}}
+    for source in ["all", *sorted(set(sources))]:
+        keep = np.ones(len(sources), bool) if source == "all" else sources == source
+        result = classification_report(y[idx["test"]][keep], test_logits[keep].argmax(1), meta["labels"])
+        report["test"][source] = result
+        plot_confusion_matrix(result["confusion_matrix"], meta["labels"], str(out / f"confusion_{source}.png"), f"test: {source}")
+        log.info("test %-16s n=%4d accuracy %.4f macro-F1 %.4f", source, result["n"], result["accuracy"], result["macro_f1"])
+    history = json.loads((out / "history.json").read_text())
+    plot_history(history, str(out / "curves.png"))
+    return report
+
+
+def write_history(history: list[dict], out: Path) -> None:
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
