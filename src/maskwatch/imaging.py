@@ -6,6 +6,7 @@ and lets us refuse decompression bombs before decoding the pixels.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,11 @@ def load_rgb(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         if path.stat().st_size == 0:
             raise ImageLoadError(f"{path}: empty file")
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # We enforce our own, lower pixel limit below; PIL's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageLoadError(

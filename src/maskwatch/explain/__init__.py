@@ -1,0 +1,1 @@
+"""Grad-CAM explanations and the lower-face focus score (the ``[train]`` extra)."""

@@ -1,0 +1,63 @@
+"""Grad-CAM over the classifier with the ``grad-cam`` package, and overlays/grids to look at."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from maskwatch.data.transforms import eval_transform
+from maskwatch.training.models import MaskClassifierNet
+
+
+class Explainer:
+    """Grad-CAM maps for batches of square RGB crops at the model's input size."""
+
+    def __init__(self, model: MaskClassifierNet, labels: Sequence[str], temperature: float = 1.0):
+        self.model, self.labels, self.temperature = model.eval(), list(labels), temperature
+        self.cam = GradCAM(model=self.model, target_layers=[self.model.cam_layer])
+        self.transform = eval_transform()
+
+    def __call__(self, crops: Sequence[np.ndarray], target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(cams (N, S, S) in [0, 1], calibrated probabilities (N, K)); CAM of ``target`` or of the prediction."""
+        batch = torch.stack([self.transform(c) for c in crops])
+        with torch.no_grad():
+            probs = torch.softmax(self.model(batch) / self.temperature, dim=1).numpy()
+        classes = [self.labels.index(target)] * len(crops) if target else probs.argmax(1).tolist()
+        for parameter in self.model.top.parameters():
+            parameter.requires_grad_(True)
+        cams = self.cam(input_tensor=batch, targets=[ClassifierOutputTarget(c) for c in classes])
+        return np.asarray(cams), probs
+
+
+def overlay(crop: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    return show_cam_on_image(crop.astype(np.float32) / 255.0, cam, use_rgb=True)
+
+
+def save_grid(tiles: Sequence[np.ndarray], captions: Sequence[str], path: str, columns: int = 8,
+              regions: Sequence[np.ndarray | None] | None = None) -> None:
+    """A captioned grid of overlays (optionally with the lower-face region drawn) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = max(1, len(tiles))
+    rows = (n + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.85), dpi=100, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(tiles):
+            ax.imshow(tiles[i])
+            ax.set_title(captions[i], fontsize=6)
+            if regions is not None and regions[i] is not None:
+                x1, y1, x2, y2 = regions[i]
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="white", lw=0.8, ls="--"))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

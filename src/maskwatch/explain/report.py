@@ -1,0 +1,117 @@
+"""Focus-score reports over many faces: per class and per source, with a gallery of the lowest."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.crop import resize_square
+from maskwatch.data.index import Sample
+from maskwatch.data.loading import load_samples
+from maskwatch.explain.focus import face_box_in_crop, focus_score, lower_face_region
+from maskwatch.explain.gradcam import Explainer, overlay, save_grid
+from maskwatch.progress import track
+from maskwatch.runtime.detectors import FaceDetector
+
+log = logging.getLogger(__name__)
+
+#: Crops are upscaled to this side before looking for landmarks (CenterFace likes >= 64 px faces).
+LANDMARK_SIZE = 256
+
+
+@dataclass(frozen=True)
+class FocusRecord:
+    file: str
+    source: str
+    label: str
+    predicted: str
+    probability: float
+    focus: float
+    used_landmarks: bool
+
+
+def crop_landmarks(detector: FaceDetector | None, crop: np.ndarray, face_box: np.ndarray) -> np.ndarray | None:
+    """Landmarks of the face nearest the expected box, in crop pixels; None when none is found."""
+    if detector is None:
+        return None
+    scale = LANDMARK_SIZE / crop.shape[0]
+    found = detector.detect(resize_square(crop, LANDMARK_SIZE))
+    if found.landmarks is None or len(found.boxes) == 0:
+        return None
+    centre = (face_box[:2] + face_box[2:]) / 2 * scale
+    centres = (found.boxes[:, :2] + found.boxes[:, 2:]) / 2
+    best = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
+    return found.landmarks[best] / scale
+
+
+def focus_report(samples: Sequence[Sample], explainer: Explainer, meta: dict, *, detector: FaceDetector | None,
+                 target: str | None = None, batch_size: int = 32) -> tuple[list[FocusRecord], dict]:
+    """Grad-CAM + focus for every sample; returns records and the pictures' raw material."""
+    size, margin = meta["input_size"], meta["margin"]
+    loaded = load_samples(samples, size=size, margin=margin)
+    for problem in loaded.problems:
+        log.warning("%s", problem)
+    records: list[FocusRecord] = []
+    keep: dict = {"crops": [], "cams": [], "regions": []}
+    starts = range(0, len(loaded.samples), batch_size)
+    for start in track(starts, description="grad-cam", total=len(starts)):
+        crops = loaded.crops[start : start + batch_size]
+        cams, probs = explainer(list(crops), target)
+        for offset, (crop, cam, prob) in enumerate(zip(crops, cams, probs)):
+            sample = loaded.samples[start + offset]
+            # Dataset crops (no box) are whole faces; scene crops hold the box inside a margin.
+            box = face_box_in_crop(size, margin if sample.box is not None else 0.0)
+            marks = crop_landmarks(detector, crop, box)
+            region = lower_face_region(box, marks)
+            predicted = int(prob.argmax())
+            records.append(FocusRecord(
+                str(sample.path) + (f"#{','.join(str(int(v)) for v in sample.box)}" if sample.box else ""),
+                sample.source, sample.label, explainer.labels[predicted], float(prob[predicted]),
+                focus_score(cam, region), marks is not None,
+            ))
+            keep["crops"].append(crop)
+            keep["cams"].append(cam)
+            keep["regions"].append(region)
+    return records, keep
+
+
+def summarise(records: Sequence[FocusRecord]) -> dict:
+    """The JSON the maintainers read: per class, per source x class, and every face."""
+    def stats(values: list[float]) -> dict:
+        return {"n": len(values), "median_focus": float(np.median(values)) if values else None,
+                "mean_focus": float(np.mean(values)) if values else None}
+
+    by_class, by_source = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for record in records:
+        by_class[record.label].append(record.focus)
+        by_source[record.source][record.label].append(record.focus)
+    return {
+        "per_class": {label: stats(v) for label, v in sorted(by_class.items())},
+        "per_source": {s: {label: stats(v) for label, v in sorted(d.items())} for s, d in sorted(by_source.items())},
+        "landmarks_found": float(np.mean([r.used_landmarks for r in records])) if records else 0.0,
+        "faces": [{"file": r.file, "source": r.source, "label": r.label, "predicted": r.predicted,
+                   "probability": round(r.probability, 4), "focus": round(r.focus, 4)} for r in records],
+    }
+
+
+def save_gallery(records: Sequence[FocusRecord], pictures: dict, path: Path, *, lowest: int = 32) -> None:
+    order = np.argsort([r.focus for r in records])[:lowest]
+    tiles = [overlay(pictures["crops"][i], pictures["cams"][i]) for i in order]
+    captions = [f"{records[i].label[:12]}->{records[i].predicted[:12]}\nfocus {records[i].focus:.2f}" for i in order]
+    save_grid(tiles, captions, str(path), regions=[pictures["regions"][i] for i in order])
+
+
+def save_examples(records: Sequence[FocusRecord], pictures: dict, path: Path, *, per_kind: int = 16) -> None:
+    """Grid of correct and wrong predictions (up to ``per_kind`` of each)."""
+    right = [i for i, r in enumerate(records) if r.label == r.predicted][:per_kind]
+    wrong = [i for i, r in enumerate(records) if r.label != r.predicted][:per_kind]
+    chosen = right + wrong
+    tiles = [overlay(pictures["crops"][i], pictures["cams"][i]) for i in chosen]
+    captions = [f"{'OK' if records[i].label == records[i].predicted else 'WRONG'} {records[i].predicted[:12]}\n"
+                f"{records[i].probability:.0%} focus {records[i].focus:.2f}" for i in chosen]
+    save_grid(tiles, captions, str(path), regions=[pictures["regions"][i] for i in chosen])

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskwatch.crop import crop_face, square_region
+from maskwatch.imaging import ImageLoadError, load_rgb
+from maskwatch.labels import UnknownLabelError, canonical_label
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("mask_weared_incorrect", "mask_incorrect"), ("incorrect", "mask_incorrect"), ("correct", "with_mask"),
+     ("mask", "with_mask"), ("no_mask", "without_mask"), ("With-Mask", "with_mask")],
+)
+def test_aliases_map_to_canonical_labels(name, expected):
+    assert canonical_label(name) == expected
+
+
+def test_unknown_label_lists_choices():
+    with pytest.raises(UnknownLabelError, match="expected one of"):
+        canonical_label("helmet")
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "RGB"])
+def test_any_colour_mode_loads_as_rgb_uint8(tmp_path: Path, mode: str):
+    path = tmp_path / f"img_{mode.replace(';', '')}.{'jpg' if mode == 'CMYK' else 'png' if mode != 'I;16' else 'tif'}"
+    base = Image.new("RGB", (20, 10), (200, 100, 50))
+    image = Image.new("I;16", (20, 10), 40000) if mode == "I;16" else base.convert(mode)
+    image.save(path)
+    array = load_rgb(path)
+    assert array.shape == (10, 20, 3) and array.dtype == np.uint8
+
+
+def test_exif_rotation_is_applied(tmp_path: Path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new("RGB", (40, 20), (10, 20, 30)).save(path, exif=exif)
+    assert load_rgb(path).shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"", "empty file"), (b"this is not an image", "not an image"), (None, "unreadable"), ("missing", "no such file")],
+)
+def test_bad_files_raise_one_clear_error(tmp_path: Path, content, reason):
+    path = tmp_path / "bad.jpg"
+    if content is None:
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(path)
+        path.write_bytes(path.read_bytes()[:200])  # truncated
+    elif content != "missing":
+        path.write_bytes(content)
+    with pytest.raises(ImageLoadError, match=reason) as info:
+        load_rgb(path)
+    assert str(path) in str(info.value)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path):
+    path = tmp_path / "huge.png"
+    Image.new("L", (10000, 10000)).save(path)
+    with pytest.raises(ImageLoadError, match="pixel limit"):
+        load_rgb(path)
+
+
+def test_crop_is_square_centred_and_padded_at_edges():
+    image = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
+    region = square_region([0, 0, 20, 10], margin=0.5)
+    assert region[2] - region[0] == pytest.approx(40)
+    crop = crop_face(image, [0, 0, 20, 10], margin=0.5)
+    assert crop.shape == (40, 40, 3)
+    assert crop_face(image, [90, 90, 100, 100], margin=0.15, size=16).shape == (16, 16, 3)
+
+
+def test_crop_outside_image_is_an_error():
+    with pytest.raises(ValueError, match="outside"):
+        crop_face(np.zeros((10, 10, 3), np.uint8), [50, 50, 60, 60], margin=0.0)
