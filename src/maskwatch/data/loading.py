@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -36,7 +35,7 @@ class LoadedSamples:
 
 
 def load_samples(
-    samples: Sequence[Sample], *, size: int, margin: float = DEFAULT_MARGIN
+    samples: Sequence[Sample], *, size: int, margin: float = DEFAULT_MARGIN, hash_files: bool = True
 ) -> LoadedSamples:
     """Decode each file once; crop its faces (or take the whole image) at ``size`` x ``size``."""
     by_file: dict[Path, list[int]] = defaultdict(list)
@@ -51,7 +50,10 @@ def load_samples(
         except ImageLoadError as error:
             problems.append(str(error))
             continue
-        hashes[path] = int(str(imagehash.phash(Image.fromarray(image))), 16)
+        if hash_files:
+            import imagehash
+
+            hashes[path] = int(str(imagehash.phash(Image.fromarray(image))), 16)
         for i in indices:
             box = samples[i].box
             try:

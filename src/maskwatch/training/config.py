@@ -33,6 +33,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     exclude: tuple[str, ...] = field(default_factory=tuple)  # files listing paths to leave out
+    splits: str | None = None  # reuse this splits.csv (reproduce or audit a run) instead of splitting anew
     device: str = "cpu"
     threads: int = 0  # 0: torch's default
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from maskwatch.data.index import index_sources
 from maskwatch.data.loading import LoadedSamples, assign_splits, load_samples
-from maskwatch.data.splits import SplitFractions, write_manifest
+from maskwatch.data.splits import SplitFractions, read_manifest, write_manifest
 from maskwatch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report, expected_calibration_error, fit_temperature, softmax
@@ -46,6 +46,8 @@ def read_exclusions(files: tuple[str, ...]) -> set[str]:
 
 def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
     """Index and load every source, drop excluded files; return samples, splits and problems."""
+    if config.splits:
+        return _reuse_splits(config)
     report = index_sources([Path(p) for p in config.data], min_face=config.min_face)
     excluded = read_exclusions(config.exclude)
     samples = [s for s in report.samples if not any(str(s.path).endswith(e) for e in excluded)]
@@ -65,8 +67,24 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
     return loaded, [row.split for row in rows], problems
 
 
+def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
+    """Load exactly the samples and splits of an earlier run's manifest."""
+    rows = read_manifest(Path(config.splits))
+    loaded = load_samples([r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False)
+    split_of = {(r.sample.path, r.sample.box): r.split for r in rows}
+    write_manifest([r for r in rows if (r.sample.path, r.sample.box) in {(s.path, s.box) for s in loaded.samples}],
+                   Path(config.out) / "splits.csv")
+    for problem in loaded.problems:
+        log.warning("%s", problem)
+    return loaded, [split_of[(s.path, s.box)] for s in loaded.samples], loaded.problems
+
+
 def to_batch(crops: np.ndarray, transform) -> torch.Tensor:
     return torch.stack([transform(crop) for crop in crops])
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
@@ -75,8 +93,10 @@ def cache_features(model: MaskClassifierNet, crops: np.ndarray, transform, batch
     model.eval()
     parts = []
     starts = range(0, len(crops), batch_size)
+    device = device_of(model)
     for start in track(starts, description=f"caching {what}", total=len(starts)):
-        parts.append(model.trunk(to_batch(crops[start : start + batch_size], transform)).half())
+        batch = to_batch(crops[start : start + batch_size], transform).to(device)
+        parts.append(model.trunk(batch).half().cpu())
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
@@ -98,7 +118,8 @@ def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> torch.Te
 def predict_logits(model: MaskClassifierNet, inputs: torch.Tensor, *, on_features: bool, batch_size: int = 256) -> np.ndarray:
     model.eval()
     forward = model.forward_top if on_features else model
-    out = [forward(inputs[i : i + batch_size].float()) for i in range(0, len(inputs), batch_size)]
+    device = device_of(model)
+    out = [forward(inputs[i : i + batch_size].to(device).float()).cpu() for i in range(0, len(inputs), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features), np.float32)
 
 
@@ -126,6 +147,8 @@ def train(config: TrainConfig) -> dict:
     else:
         model = build_model(config.model, len(LABELS), pretrained=config.pretrained, trainable_blocks=config.trainable_blocks)
     trainable_blocks = len(model.top)
+    device = torch.device(config.device)
+    model.to(device)
     on_features = config.cache_views > 0 and len(model.trunk) > 0
 
     augment = train_transform(size=config.input_size)
@@ -142,7 +165,7 @@ def train(config: TrainConfig) -> dict:
         inputs = to_batch(loaded.crops, clean)
 
     criterion = nn.CrossEntropyLoss(
-        weight=class_weights(y[idx["train"]], len(LABELS), config.class_weighting),
+        weight=class_weights(y[idx["train"]], len(LABELS), config.class_weighting).to(device),
         label_smoothing=config.label_smoothing,
     )
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -158,7 +181,7 @@ def train(config: TrainConfig) -> dict:
     best_f1, best_epoch, start_epoch = -1.0, 0, 1
     last_path = out / "last.pt"
     if last_path.is_file():  # resume after an interruption
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        state = torch.load(last_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -175,12 +198,12 @@ def train(config: TrainConfig) -> dict:
         batches = range(0, len(order), config.batch_size)
         for start in track(batches, description=f"epoch {epoch}/{config.epochs}", total=len(batches)):
             pick = order[start : start + config.batch_size]
-            targets = y_t[idx["train"]][pick]
+            targets = y_t[idx["train"]][pick].to(device)
             if on_features:
                 view = torch.randint(0, train_views.shape[1], (len(pick),))
-                logits = model.forward_top(train_views[pick, view].float())
+                logits = model.forward_top(train_views[pick, view].to(device).float())
             else:
-                logits = model(to_batch(loaded.crops[idx["train"][pick.numpy()]], augment))
+                logits = model(to_batch(loaded.crops[idx["train"][pick.numpy()]], augment).to(device))
             loss = criterion(logits, targets)
             optimizer.zero_grad()
             loss.backward()
@@ -192,7 +215,7 @@ def train(config: TrainConfig) -> dict:
 
         val_logits = predict_logits(model, inputs[idx["val"]], on_features=on_features)
         val_report = classification_report(y[idx["val"]], val_logits.argmax(1), LABELS)
-        val_loss = float(criterion(torch.from_numpy(val_logits), y_t[idx["val"]]))
+        val_loss = float(criterion(torch.from_numpy(val_logits).to(device), y_t[idx["val"]].to(device)))
         row = {
             "epoch": epoch, "lr": scheduler.get_last_lr()[0],
             "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
@@ -225,6 +248,7 @@ def train(config: TrainConfig) -> dict:
 
     train_seconds = time.perf_counter() - started
     model, meta = load_checkpoint(out / "best.safetensors")
+    model.to(device)
     report = finish(model, meta, inputs, y, idx, loaded, on_features, out)
     report.update(
         best_epoch=best_epoch, train_seconds=round(train_seconds, 1), problems=len(problems),
