@@ -50,7 +50,15 @@ def test_frames() -> dict[str, bytes]:
 
 
 def measure(pipeline: MaskDetector, jpeg: bytes, repeat: int) -> dict[str, float]:
-    totals: dict[str, list[float]] = {"decode": [], "detect": [], "crop": [], "classify": [], "draw": [], "total": [], "faces": []}
+    totals: dict[str, list[float]] = {
+        "decode": [],
+        "detect": [],
+        "crop": [],
+        "classify": [],
+        "draw": [],
+        "total": [],
+        "faces": [],
+    }
     for i in range(repeat + 3):
         started = time.perf_counter()
         bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -86,8 +94,13 @@ def main() -> None:
         pipeline = MaskDetector(DetectorConfig(model=args.model, detector_size=size, threads=args.threads))
         for name, jpeg in frames.items():
             m = measure(pipeline, jpeg, args.repeat)
-            table.add_row(name, str(size), f"{m['faces']:.0f}", *(f"{m[k]:.1f}" for k in ("decode", "detect", "crop", "classify", "draw", "total")),
-                          f"{1000 / m['total']:.1f}")
+            table.add_row(
+                name,
+                str(size),
+                f"{m['faces']:.0f}",
+                *(f"{m[k]:.1f}" for k in ("decode", "detect", "crop", "classify", "draw", "total")),
+                f"{1000 / m['total']:.1f}",
+            )
     Console(width=200).print(table)
 
 

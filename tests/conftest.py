@@ -48,12 +48,17 @@ def write_voc_scene(root: Path, n_images: int = 2) -> Path:
             x = 10 + 75 * j
             canvas[30:94, x : x + 64] = synthetic_face(label, 64, seed=n * 10 + j)
             name = "mask_weared_incorrect" if label == "mask_incorrect" else label
-            objects.append(f"<object><name>{name}</name><bndbox><xmin>{x}</xmin><ymin>30</ymin>"
-                           f"<xmax>{x + 64}</xmax><ymax>94</ymax></bndbox></object>")
-        objects.append("<object><name>with_mask</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>")
+            objects.append(
+                f"<object><name>{name}</name><bndbox><xmin>{x}</xmin><ymin>30</ymin>"
+                f"<xmax>{x + 64}</xmax><ymax>94</ymax></bndbox></object>"
+            )
+        objects.append(
+            "<object><name>with_mask</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        )
         Image.fromarray(canvas).save(root / "images" / f"scene{n}.jpg")
         (root / "annotations" / f"scene{n}.xml").write_text(
-            f"<annotation><filename>scene{n}.png</filename>{''.join(objects)}</annotation>")
+            f"<annotation><filename>scene{n}.png</filename>{''.join(objects)}</annotation>"
+        )
     return root
 
 
@@ -77,8 +82,16 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
 
     folder = tmp_path_factory.mktemp("tiny_model")
     model = build_model("mobilenet_v2", 3, pretrained=False, trainable_blocks=2).eval()
-    meta = {"model": "mobilenet_v2", "labels": list(LABELS), "input_size": 32, "margin": 0.15, "trainable_blocks": 2,
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "temperature": 1.0}
+    meta = {
+        "model": "mobilenet_v2",
+        "labels": list(LABELS),
+        "input_size": 32,
+        "margin": 0.15,
+        "trainable_blocks": 2,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "temperature": 1.0,
+    }
     checkpoint = folder / "tiny.safetensors"
     save_checkpoint(model, meta, checkpoint)
     onnx_path = export_onnx(model, meta, folder / "tiny.onnx")

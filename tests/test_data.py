@@ -11,8 +11,9 @@ from maskwatch.data.splits import near_duplicate_groups, read_manifest, split_of
 
 
 def test_class_folders_accept_aliases_and_report_problems(tmp_path: Path):
-    root = write_class_tree(tmp_path / "d", per_class=2,
-                            folder_names={"with_mask": "mask", "without_mask": "no_mask", "mask_incorrect": "incorrect"})
+    root = write_class_tree(
+        tmp_path / "d", per_class=2, folder_names={"with_mask": "mask", "without_mask": "no_mask", "mask_incorrect": "incorrect"}
+    )
     (root / "helmets").mkdir()
     (root / "helmets" / "a.png").write_bytes(b"x")
     (root / "correct").mkdir()  # empty class folder

@@ -32,13 +32,29 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def test_training_writes_every_artifact(trained_run: Path):
-    for name in ("best.safetensors", "last.pt", "metrics.csv", "history.json", "curves.png", "splits.csv",
-                 "report.json", "model.onnx", "confusion_all.png"):
+    for name in (
+        "best.safetensors",
+        "last.pt",
+        "metrics.csv",
+        "history.json",
+        "curves.png",
+        "splits.csv",
+        "report.json",
+        "model.onnx",
+        "confusion_all.png",
+    ):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "report.json").read_text())
     assert {"temperature", "val_ece_before", "val_ece_after", "test"} <= set(report)
     header = (trained_run / "metrics.csv").read_text().splitlines()[0]
-    for column in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_precision_with_mask", "val_recall_mask_incorrect"):
+    for column in (
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "val_precision_with_mask",
+        "val_recall_mask_incorrect",
+    ):
         assert column in header
 
 
@@ -83,8 +99,9 @@ def test_evaluate_partial_class_tree_and_checkpoint_model(trained_run: Path, tmp
 
 def test_export_int8_then_load_in_runtime(trained_run: Path, tmp_path: Path):
     out = tmp_path / "exported.onnx"
-    result = runner.invoke(app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8",
-                                 "--out", str(out), "--max-drop", "100"])
+    result = runner.invoke(
+        app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out), "--max-drop", "100"]
+    )
     assert result.exit_code == 0, result.output
     int8 = tmp_path / "exported_int8.onnx"
     classifier = OnnxMaskClassifier(int8)
@@ -95,8 +112,9 @@ def test_export_int8_then_load_in_runtime(trained_run: Path, tmp_path: Path):
 
 def test_export_refuses_an_int8_model_that_lost_accuracy(trained_run: Path, tmp_path: Path):
     out = tmp_path / "strict.onnx"
-    result = runner.invoke(app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8",
-                                 "--out", str(out), "--max-drop", "-1"])
+    result = runner.invoke(
+        app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out), "--max-drop", "-1"]
+    )
     assert result.exit_code == 1
     assert not (tmp_path / "strict_int8.onnx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -109,8 +127,19 @@ def test_export_refusals(trained_run: Path, tmp_path: Path):
     assert result.exit_code == 1
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = runner.invoke(app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8",
-                                 "--out", str(tmp_path / "m.onnx"), "--calibration", str(empty)])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--model",
+            str(trained_run / "best.safetensors"),
+            "--int8",
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--calibration",
+            str(empty),
+        ],
+    )
     assert result.exit_code == 1
 
 

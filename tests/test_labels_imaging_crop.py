@@ -11,8 +11,14 @@ from maskwatch.labels import UnknownLabelError, canonical_label
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("mask_weared_incorrect", "mask_incorrect"), ("incorrect", "mask_incorrect"), ("correct", "with_mask"),
-     ("mask", "with_mask"), ("no_mask", "without_mask"), ("With-Mask", "with_mask")],
+    [
+        ("mask_weared_incorrect", "mask_incorrect"),
+        ("incorrect", "mask_incorrect"),
+        ("correct", "with_mask"),
+        ("mask", "with_mask"),
+        ("no_mask", "without_mask"),
+        ("With-Mask", "with_mask"),
+    ],
 )
 def test_aliases_map_to_canonical_labels(name, expected):
     assert canonical_label(name) == expected

@@ -11,7 +11,9 @@ import typer
 
 app = typer.Typer(
     help="Face-mask compliance: detect, evaluate, train, export and explain.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 log = logging.getLogger("maskwatch")
 
@@ -20,7 +22,8 @@ def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
         handlers=[RichHandler(show_time=False, show_path=False, markup=False, console=None)],
     )
 
@@ -37,16 +40,24 @@ def _fail(message: str) -> None:
 
 @app.command()
 def detect(
-    source: str | None = typer.Argument(None, help="Image, folder, glob, video, webcam index or rtsp/http URL. Default: a built-in sample."),
+    source: str | None = typer.Argument(
+        None, help="Image, folder, glob, video, webcam index or rtsp/http URL. Default: a built-in sample."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write JSON Lines (one line per image or frame)."),
     save: Path | None = typer.Option(None, "--save", help="Folder for annotated images/videos."),
     show: bool = typer.Option(False, "--show", help="Show a live window (q to quit)."),
     model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped int8 model)."),
     detector: str = typer.Option("centerface", "--detector", help="Face detector: centerface or haar."),
-    detector_size: int | None = typer.Option(None, "--detector-size", help="Detector input, longer side in pixels (0 = native). Default: 960 for images, 480 for video."),
+    detector_size: int | None = typer.Option(
+        None,
+        "--detector-size",
+        help="Detector input, longer side in pixels (0 = native). Default: 960 for images, 480 for video.",
+    ),
     min_face_score: float = typer.Option(0.4, "--min-face-score", help="Drop detections below this face score."),
     uncertain_below: float = typer.Option(0.5, "--uncertain-below", help="Flag faces whose top class probability is lower."),
-    detect_every: int = typer.Option(1, "--detect-every", help="Video: run the detector on every n-th frame and carry tracks between."),
+    detect_every: int = typer.Option(
+        1, "--detect-every", help="Video: run the detector on every n-th frame and carry tracks between."
+    ),
     blur_faces: bool = typer.Option(False, "--blur-faces", help="Privacy: pixelate faces in saved output."),
     device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda or an ONNX Runtime provider name."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
@@ -61,7 +72,7 @@ def detect(
         name, image = default_sample_image()
         save = save or Path("maskwatch-output")
         json_out = json_out or save / "detections.jsonl"
-        sample_path = save / "sample_input.png"
+        sample_path = save / "sample_input.jpg"
         sample_path.parent.mkdir(parents=True, exist_ok=True)
         import cv2
 
@@ -70,8 +81,15 @@ def detect(
         source = str(sample_path)
     kind = describe_source(source)
     size = detector_size if detector_size is not None else (480 if kind in ("video", "webcam", "stream") else 960)
-    config = DetectorConfig(model=model, detector=detector, detector_size=size, min_face_score=min_face_score,
-                            uncertain_below=uncertain_below, device=device, threads=threads)
+    config = DetectorConfig(
+        model=model,
+        detector=detector,
+        detector_size=size,
+        min_face_score=min_face_score,
+        uncertain_below=uncertain_below,
+        device=device,
+        threads=threads,
+    )
     try:
         pipeline = MaskDetector(config)
     except (ValueError, RuntimeError) as error:
@@ -90,10 +108,16 @@ def detect(
 
 @app.command()
 def evaluate(
-    data_dir: Path = typer.Argument(..., help="Class-folder tree of face crops (with_mask/, without_mask/, mask_incorrect/ or aliases)."),
-    model: str | None = typer.Option(None, "--model", help="ONNX classifier or .safetensors checkpoint (default: the shipped model)."),
+    data_dir: Path = typer.Argument(
+        ..., help="Class-folder tree of face crops (with_mask/, without_mask/, mask_incorrect/ or aliases)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="ONNX classifier or .safetensors checkpoint (default: the shipped model)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for the confusion-matrix PNG (default: beside --json, or ./maskwatch-eval)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for the confusion-matrix PNG (default: beside --json, or ./maskwatch-eval)."
+    ),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on face crops."""
     from maskwatch.runtime.classifier import ModelFileError
@@ -150,7 +174,9 @@ def evaluate_scenes(
     images_dir: Path = typer.Argument(..., help="Folder of scene images."),
     annotations_dir: Path = typer.Argument(..., help="Pascal VOC XML files, one per image (same file stem)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="Score an existing `detect --json` file instead of running the pipeline."),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="Score an existing `detect --json` file instead of running the pipeline."
+    ),
     model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped model)."),
     detector_size: int = typer.Option(960, "--detector-size", help="Detector input, longer side (0 = native)."),
     min_face_score: float = typer.Option(0.4, "--min-face-score"),

@@ -19,7 +19,9 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         model: str | None = typer.Option(None, "--model", help="Checkpoint (.safetensors); default: the shipped model."),
         target: str | None = typer.Option(None, "--target", help="Explain this class instead of the predicted one."),
         out: Path = typer.Option(Path("maskwatch-explain"), "--out", help="Output folder."),
-        report: Path | None = typer.Option(None, "--report", help="Focus report over a class-folder tree, VOC scenes or a splits.csv."),
+        report: Path | None = typer.Option(
+            None, "--report", help="Focus report over a class-folder tree, VOC scenes or a splits.csv."
+        ),
         split: str = typer.Option("test", "--split", help="With a splits.csv: which split to report on."),
         json_out: Path | None = typer.Option(None, "--json", help="Write the focus report as JSON."),
         crops: bool = typer.Option(False, "--crops", help="Treat each image as one face crop (no face detection)."),
@@ -71,6 +73,8 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
                 name = f"{i:04d}_{Path(record.file.split('#')[0]).stem}_{record.predicted}.png"
                 cv2.imwrite(str(out / name), cv2.cvtColor(overlay(pictures["crops"][i], pictures["cams"][i]), cv2.COLOR_RGB2BGR))
         for label, row in summary["per_class"].items():
+            if report is None:
+                break  # faces of a plain SOURCE have no true label to summarise by
             typer.echo(f"{label:<15} n={row['n']:>5}  median focus {row['median_focus']:.3f}  mean {row['mean_focus']:.3f}")
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,13 +85,14 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
 def _faces_in(source: Path, crops: bool, detector, fail) -> list:
     """Samples for every face in ``source`` (label unknown: the prediction is shown)."""
     from maskwatch.data.index import Sample
+    from maskwatch.explain.report import UNLABELLED
     from maskwatch.imaging import ImageLoadError, is_image_path, load_rgb
 
     files = sorted(p for p in source.rglob("*") if is_image_path(p)) if source.is_dir() else [source]
     samples = []
     for path in files:
         if crops:
-            samples.append(Sample(path, "with_mask", "input"))
+            samples.append(Sample(path, UNLABELLED, "input"))
             continue
         try:
             image = load_rgb(path)
@@ -97,7 +102,7 @@ def _faces_in(source: Path, crops: bool, detector, fail) -> list:
         found = detector.detect(image)
         if len(found.boxes) == 0:
             log.warning("%s: no face found (use --crops if the image is a face crop)", path)
-        samples.extend(Sample(path, "with_mask", "input", tuple(float(v) for v in box)) for box in found.boxes)
+        samples.extend(Sample(path, UNLABELLED, "input", tuple(float(v) for v in box)) for box in found.boxes)
     if not samples and not files:
         fail(f"{source}: no images")
     return samples

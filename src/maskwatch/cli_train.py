@@ -32,7 +32,9 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
     @app.command()
     def train(
         config: Path | None = typer.Option(None, "--config", help="YAML file of options (keys as the flags, with _)."),
-        data: list[str] | None = typer.Option(None, "--data", help="Data folder (class folders or VOC images/+annotations/); repeat for several."),
+        data: list[str] | None = typer.Option(
+            None, "--data", help="Data folder (class folders or VOC images/+annotations/); repeat for several."
+        ),
         out: str | None = typer.Option(None, "--out", help="Run folder (checkpoints, metrics, pictures)."),
         model: str | None = typer.Option(None, "--model", help="mobilenet_v2 (default), resnet18 or resnet50."),
         init: str | None = typer.Option(None, "--init", help="Fine-tune from 'default' (the shipped model) or a checkpoint."),
@@ -41,8 +43,12 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         batch_size: int | None = typer.Option(None, "--batch-size"),
         input_size: int | None = typer.Option(None, "--input-size"),
         margin: float | None = typer.Option(None, "--margin", help="Face-box margin for scene crops (fraction of the box side)."),
-        trainable_blocks: int | None = typer.Option(None, "--trainable-blocks", help="Fine-tune the last K blocks (0 = head only)."),
-        cache_views: int | None = typer.Option(None, "--cache-views", help="Augmented views cached per face (0 = augment online, whole net)."),
+        trainable_blocks: int | None = typer.Option(
+            None, "--trainable-blocks", help="Fine-tune the last K blocks (0 = head only)."
+        ),
+        cache_views: int | None = typer.Option(
+            None, "--cache-views", help="Augmented views cached per face (0 = augment online, whole net)."
+        ),
         pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights."),
         exclude: list[str] | None = typer.Option(None, "--exclude", help="File listing mislabelled files to leave out."),
         seed: int | None = typer.Option(None, "--seed"),
@@ -57,10 +63,22 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         except ConfigError as error:
             fail(str(error))
         cfg = base.replace(
-            data=tuple(data) if data else None, out=out, model=model, init=init, epochs=epochs, lr=lr,
-            batch_size=batch_size, input_size=input_size, margin=margin, trainable_blocks=trainable_blocks,
-            cache_views=cache_views, pretrained=pretrained, exclude=tuple(exclude) if exclude else None,
-            seed=seed, device=device, threads=threads,
+            data=tuple(data) if data else None,
+            out=out,
+            model=model,
+            init=init,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            input_size=input_size,
+            margin=margin,
+            trainable_blocks=trainable_blocks,
+            cache_views=cache_views,
+            pretrained=pretrained,
+            exclude=tuple(exclude) if exclude else None,
+            seed=seed,
+            device=device,
+            threads=threads,
         )
         if not cfg.data:
             fail("no training data: give --data FOLDER (repeatable) or 'data:' in --config")
@@ -76,7 +94,9 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             fail(str(error))
         _export_after_training(Path(cfg.out))
         for source, result in report["test"].items():
-            typer.echo(f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+            typer.echo(
+                f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}"
+            )
         typer.echo(f"run folder: {cfg.out}  (report.json, metrics.csv, curves.png, confusion_*.png, model.onnx)")
 
     @app.command()
@@ -86,7 +106,9 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         int8: bool = typer.Option(False, "--int8", help="Also write an int8 model (static QDQ quantisation)."),
         input_size: int | None = typer.Option(None, "--input-size", help="Export at another input size."),
         out: Path | None = typer.Option(None, "--out", help="Output .onnx path (default: beside the checkpoint)."),
-        calibration: Path | None = typer.Option(None, "--calibration", help="splits.csv (its val rows) or a class-folder tree; default: the run's splits.csv."),
+        calibration: Path | None = typer.Option(
+            None, "--calibration", help="splits.csv (its val rows) or a class-folder tree; default: the run's splits.csv."
+        ),
         method: str = typer.Option("minmax", "--method", help="Calibration: minmax, entropy or percentile."),
         max_drop: float = typer.Option(0.5, "--max-drop", help="Refuse the int8 model if accuracy drops more (points)."),
     ) -> None:
@@ -109,14 +131,20 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         except PermissionError as error:
             fail(str(error))
         calibration = calibration or model.parent / "splits.csv"
-        crops, labels = (load_labelled_crops(calibration, size=meta["input_size"], margin=meta["margin"])
-                         if calibration.exists() else ([], []))
+        crops, labels = (
+            load_labelled_crops(calibration, size=meta["input_size"], margin=meta["margin"]) if calibration.exists() else ([], [])
+        )
         import numpy as np
 
         from maskwatch.runtime.classifier import OnnxMaskClassifier
 
-        probe = OnnxMaskClassifier(fp32_path).preprocess(crops[:32]) if crops else np.random.default_rng(0).normal(size=(4, 3, meta["input_size"], meta["input_size"])).astype(np.float32)
-        typer.echo(f"fp32: {fp32_path} ({fp32_path.stat().st_size / 1e6:.2f} MB); max |torch - onnxruntime| = {parity_torch_vs_onnx(net, fp32_path, probe):.2e}")
+        probe = (
+            OnnxMaskClassifier(fp32_path).preprocess(crops[:32])
+            if crops
+            else np.random.default_rng(0).normal(size=(4, 3, meta["input_size"], meta["input_size"])).astype(np.float32)
+        )
+        difference = parity_torch_vs_onnx(net, fp32_path, probe)
+        typer.echo(f"fp32: {fp32_path} ({fp32_path.stat().st_size / 1e6:.2f} MB); max |torch - onnxruntime| = {difference:.2e}")
         if not int8:
             return
         if not crops:

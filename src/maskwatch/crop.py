@@ -45,9 +45,7 @@ def crop_face(
     if inner.size == 0:
         raise ValueError(f"face box {list(box)} lies outside the {width}x{height} image")
     if pad_left or pad_top or pad_right or pad_bottom:
-        inner = cv2.copyMakeBorder(
-            inner, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE
-        )
+        inner = cv2.copyMakeBorder(inner, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE)
     if size is None:
         return np.ascontiguousarray(inner)
     return resize_square(inner, size)

@@ -26,8 +26,9 @@ def blur_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     return out
 
 
-def annotate(image: np.ndarray, faces: list[Face], *, counts: dict[str, int] | None = None,
-             fps: float | None = None, blur: bool = False) -> np.ndarray:
+def annotate(
+    image: np.ndarray, faces: list[Face], *, counts: dict[str, int] | None = None, fps: float | None = None, blur: bool = False
+) -> np.ndarray:
     """Boxes and labels per face, and a banner with the compliance summary (and FPS if given)."""
     out = blur_faces(image, faces) if blur else image.copy()
     scale = max(0.35, min(out.shape[:2]) / 900)

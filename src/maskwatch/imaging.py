@@ -58,8 +58,7 @@ def load_rgb(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageLoadError(
-                    f"{path}: {width}x{height} is over the {max_pixels:,}-pixel limit "
-                    "(decompression-bomb guard)"
+                    f"{path}: {width}x{height} is over the {max_pixels:,}-pixel limit (decompression-bomb guard)"
                 )
             image.load()
             image = ImageOps.exif_transpose(image) or image

@@ -12,9 +12,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
-def classification_report(
-    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
-) -> dict:
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
 
     Every label of the model is reported, including those absent from ``y_true``: predictions of
@@ -22,9 +20,7 @@ def classification_report(
     """
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     indices = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=indices, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=indices, zero_division=0)
     present = [i for i in indices if support[i] > 0]
     macro_f1 = float(np.mean(f1[present])) if present else 0.0
     return {

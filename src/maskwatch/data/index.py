@@ -117,9 +117,7 @@ def find_scene_image(images_dir: Path, xml_path: Path, filename: str) -> Path | 
     return None
 
 
-def index_voc_scenes(
-    root: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE
-) -> IndexReport:
+def index_voc_scenes(root: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE) -> IndexReport:
     """Index every annotated face of ``root/images`` + ``root/annotations`` as a box sample."""
     root = Path(root)
     source = source or root.name

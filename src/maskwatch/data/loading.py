@@ -57,10 +57,7 @@ def load_samples(
         for i in indices:
             box = samples[i].box
             try:
-                crops[i] = (
-                    resize_square(image, size) if box is None
-                    else crop_face(image, box, margin=margin, size=size)
-                )
+                crops[i] = resize_square(image, size) if box is None else crop_face(image, box, margin=margin, size=size)
             except ValueError as error:
                 problems.append(f"{path}: {error}")
     kept = [i for i, crop in enumerate(crops) if crop is not None]
@@ -82,8 +79,7 @@ def assign_splits(
     groups = near_duplicate_groups(keys, np.array([loaded.file_hashes[p] for p in files], dtype=np.uint64), max_distance)
     group_of = dict(zip(files, groups))
     return [
-        ManifestRow(sample, group_of[sample.path], split_of(group_of[sample.path], fractions, seed))
-        for sample in loaded.samples
+        ManifestRow(sample, group_of[sample.path], split_of(group_of[sample.path], fractions, seed)) for sample in loaded.samples
     ]
 
 
@@ -95,4 +91,3 @@ def _relative_key(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return f"{Path(path).parent.name}/{Path(path).name}" if root is None else str(path)
-

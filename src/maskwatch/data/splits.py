@@ -90,9 +90,7 @@ def write_manifest(rows: Sequence[ManifestRow], path: Path) -> None:
         writer.writerow(MANIFEST_FIELDS)
         for row in rows:
             box = row.sample.box or ("", "", "", "")
-            writer.writerow(
-                [str(row.sample.path), row.sample.label, row.sample.source, *box, row.group, row.split]
-            )
+            writer.writerow([str(row.sample.path), row.sample.label, row.sample.source, *box, row.group, row.split])
     os.replace(tmp, path)
 
 

@@ -37,6 +37,4 @@ def train_transform(
 
 def eval_transform() -> v2.Compose:
     """Crops are already at the model's size (the runtime resizes the same way); just normalise."""
-    return v2.Compose(
-        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

@@ -38,8 +38,13 @@ def overlay(crop: np.ndarray, cam: np.ndarray) -> np.ndarray:
     return show_cam_on_image(crop.astype(np.float32) / 255.0, cam, use_rgb=True)
 
 
-def save_grid(tiles: Sequence[np.ndarray], captions: Sequence[str], path: str, columns: int = 8,
-              regions: Sequence[np.ndarray | None] | None = None) -> None:
+def save_grid(
+    tiles: Sequence[np.ndarray],
+    captions: Sequence[str],
+    path: str,
+    columns: int = 8,
+    regions: Sequence[np.ndarray | None] | None = None,
+) -> None:
     """A captioned grid of overlays (optionally with the lower-face region drawn) as a PNG."""
     import matplotlib
 

@@ -20,6 +20,9 @@ from maskwatch.runtime.detectors import FaceDetector
 
 log = logging.getLogger(__name__)
 
+#: Label of faces found in a plain SOURCE (no ground truth): pictures show the prediction only.
+UNLABELLED = "unlabelled"
+
 #: Crops are upscaled to this side before looking for landmarks (CenterFace likes >= 64 px faces).
 LANDMARK_SIZE = 256
 
@@ -49,8 +52,15 @@ def crop_landmarks(detector: FaceDetector | None, crop: np.ndarray, face_box: np
     return found.landmarks[best] / scale
 
 
-def focus_report(samples: Sequence[Sample], explainer: Explainer, meta: dict, *, detector: FaceDetector | None,
-                 target: str | None = None, batch_size: int = 32) -> tuple[list[FocusRecord], dict]:
+def focus_report(
+    samples: Sequence[Sample],
+    explainer: Explainer,
+    meta: dict,
+    *,
+    detector: FaceDetector | None,
+    target: str | None = None,
+    batch_size: int = 32,
+) -> tuple[list[FocusRecord], dict]:
     """Grad-CAM + focus for every sample; returns records and the pictures' raw material."""
     size, margin = meta["input_size"], meta["margin"]
     loaded = load_samples(samples, size=size, margin=margin)
@@ -69,11 +79,17 @@ def focus_report(samples: Sequence[Sample], explainer: Explainer, meta: dict, *,
             marks = crop_landmarks(detector, crop, box)
             region = lower_face_region(box, marks)
             predicted = int(prob.argmax())
-            records.append(FocusRecord(
-                str(sample.path) + (f"#{','.join(str(int(v)) for v in sample.box)}" if sample.box else ""),
-                sample.source, sample.label, explainer.labels[predicted], float(prob[predicted]),
-                focus_score(cam, region), marks is not None,
-            ))
+            records.append(
+                FocusRecord(
+                    str(sample.path) + (f"#{','.join(str(int(v)) for v in sample.box)}" if sample.box else ""),
+                    sample.source,
+                    sample.label,
+                    explainer.labels[predicted],
+                    float(prob[predicted]),
+                    focus_score(cam, region),
+                    marks is not None,
+                )
+            )
             keep["crops"].append(crop)
             keep["cams"].append(cam)
             keep["regions"].append(region)
@@ -82,9 +98,13 @@ def focus_report(samples: Sequence[Sample], explainer: Explainer, meta: dict, *,
 
 def summarise(records: Sequence[FocusRecord]) -> dict:
     """The JSON the maintainers read: per class, per source x class, and every face."""
+
     def stats(values: list[float]) -> dict:
-        return {"n": len(values), "median_focus": float(np.median(values)) if values else None,
-                "mean_focus": float(np.mean(values)) if values else None}
+        return {
+            "n": len(values),
+            "median_focus": float(np.median(values)) if values else None,
+            "mean_focus": float(np.mean(values)) if values else None,
+        }
 
     by_class, by_source = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for record in records:
@@ -94,8 +114,17 @@ def summarise(records: Sequence[FocusRecord]) -> dict:
         "per_class": {label: stats(v) for label, v in sorted(by_class.items())},
         "per_source": {s: {label: stats(v) for label, v in sorted(d.items())} for s, d in sorted(by_source.items())},
         "landmarks_found": float(np.mean([r.used_landmarks for r in records])) if records else 0.0,
-        "faces": [{"file": r.file, "source": r.source, "label": r.label, "predicted": r.predicted,
-                   "probability": round(r.probability, 4), "focus": round(r.focus, 4)} for r in records],
+        "faces": [
+            {
+                "file": r.file,
+                "source": r.source,
+                "label": r.label,
+                "predicted": r.predicted,
+                "probability": round(r.probability, 4),
+                "focus": round(r.focus, 4),
+            }
+            for r in records
+        ],
     }
 
 
@@ -108,10 +137,18 @@ def save_gallery(records: Sequence[FocusRecord], pictures: dict, path: Path, *, 
 
 def save_examples(records: Sequence[FocusRecord], pictures: dict, path: Path, *, per_kind: int = 16) -> None:
     """Grid of correct and wrong predictions (up to ``per_kind`` of each)."""
-    right = [i for i, r in enumerate(records) if r.label == r.predicted][:per_kind]
-    wrong = [i for i, r in enumerate(records) if r.label != r.predicted][:per_kind]
+    right = [i for i, r in enumerate(records) if r.label in (r.predicted, UNLABELLED)][:per_kind]
+    wrong = [i for i, r in enumerate(records) if r.label not in (r.predicted, UNLABELLED)][:per_kind]
     chosen = right + wrong
     tiles = [overlay(pictures["crops"][i], pictures["cams"][i]) for i in chosen]
-    captions = [f"{'OK' if records[i].label == records[i].predicted else 'WRONG'} {records[i].predicted[:12]}\n"
-                f"{records[i].probability:.0%} focus {records[i].focus:.2f}" for i in chosen]
+
+    def verdict(record: FocusRecord) -> str:
+        if record.label == UNLABELLED:
+            return ""
+        return "OK " if record.label == record.predicted else "WRONG "
+
+    captions = [
+        f"{verdict(records[i])}{records[i].predicted[:12]}\n{records[i].probability:.0%} focus {records[i].focus:.2f}"
+        for i in chosen
+    ]
     save_grid(tiles, captions, str(path), regions=[pictures["regions"][i] for i in chosen])

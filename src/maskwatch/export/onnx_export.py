@@ -45,8 +45,14 @@ def export_onnx(model: torch.nn.Module, meta: dict, path: Path) -> Path:
         model.eval()
         dummy = torch.zeros(1, 3, meta["input_size"], meta["input_size"])
         torch.onnx.export(
-            model, (dummy,), str(tmp), input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+            model,
+            (dummy,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
         )
         set_metadata(tmp, {**meta, "format": "fp32", "opset": OPSET})
         os.replace(tmp, path)

@@ -52,8 +52,16 @@ def read_meta(path: Path) -> dict:
     raise ValueError(f"{path}: not a maskwatch ONNX model (no '{METADATA_KEY}' metadata)")
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calibration_crops: list[np.ndarray], *,
-                  method: str = "minmax", per_channel: bool = True, calibration_source: str = "", batch_size: int = 32) -> Path:
+def quantize_int8(
+    fp32_path: Path,
+    out_path: Path,
+    calibration_crops: list[np.ndarray],
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+    calibration_source: str = "",
+    batch_size: int = 32,
+) -> Path:
     """Write an int8 QDQ copy of ``fp32_path``, calibrated on ``calibration_crops`` (RGB uint8)."""
     if not calibration_crops:
         raise ValueError("calibration set is empty: give a folder or split with at least one face image")
@@ -66,12 +74,28 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_crops: list[np.nd
     try:
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(
-            str(pre), str(tmp), _Reader(batches, classifier.input_name), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(tmp),
+            _Reader(batches, classifier.input_name),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=METHODS[method],
         )
-        set_metadata(tmp, {**meta, "format": "int8", "calibration": {
-            "images": len(calibration_crops), "method": method, "per_channel": per_channel, "source": calibration_source}})
+        set_metadata(
+            tmp,
+            {
+                **meta,
+                "format": "int8",
+                "calibration": {
+                    "images": len(calibration_crops),
+                    "method": method,
+                    "per_channel": per_channel,
+                    "source": calibration_source,
+                },
+            },
+        )
         os.replace(tmp, out_path)
     finally:
         pre.unlink(missing_ok=True)

@@ -40,8 +40,13 @@ class ClassifierInfo:
         try:
             meta = json.loads(raw)
             return cls(
-                tuple(meta["labels"]), int(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
-                float(meta.get("temperature", 1.0)), float(meta["margin"]), meta,
+                tuple(meta["labels"]),
+                int(meta["input_size"]),
+                tuple(meta["mean"]),
+                tuple(meta["std"]),
+                float(meta.get("temperature", 1.0)),
+                float(meta["margin"]),
+                meta,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: maskwatch metadata is incomplete ({error})") from None

@@ -33,7 +33,9 @@ class Detections:
 
     @classmethod
     def empty(cls, with_landmarks: bool = False) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32) if with_landmarks else None)
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32) if with_landmarks else None
+        )
 
 
 class FaceDetector(Protocol):
@@ -78,8 +80,9 @@ class CenterFaceDetector:
 
     name = "centerface"
 
-    def __init__(self, *, input_size: int = 640, threshold: float = 0.35, nms_iou: float = 0.3,
-                 device: str = "cpu", threads: int = 0):
+    def __init__(
+        self, *, input_size: int = 640, threshold: float = 0.35, nms_iou: float = 0.3, device: str = "cpu", threads: int = 0
+    ):
         self.input_size, self.threshold, self.nms_iou = input_size, threshold, nms_iou
         self.session = create_session(_centerface_model_bytes(), device=device, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
@@ -104,8 +107,9 @@ class CenterFaceDetector:
         return Detections(boxes.astype(np.float32), scores[keep].astype(np.float32), landmarks.astype(np.float32))
 
 
-def decode_centerface(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, marks: np.ndarray,
-                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_centerface(
+    heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, marks: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peaks of the stride-4 heatmap -> boxes, scores and 5 landmarks (vectorised)."""
     ys, xs = np.nonzero(heatmap > threshold)
     heights = np.exp(scale[0, ys, xs]) * 4.0

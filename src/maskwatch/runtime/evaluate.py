@@ -51,6 +51,8 @@ def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) ->
         written.append(json_path)
     picture_dir.mkdir(parents=True, exist_ok=True)
     png = picture_dir / "confusion_matrix.png"
-    plot_confusion_matrix(result["confusion_matrix"], result["labels"], str(png), f"n={result['n']}  accuracy {result['accuracy']:.4f}")
+    plot_confusion_matrix(
+        result["confusion_matrix"], result["labels"], str(png), f"n={result['n']}  accuracy {result['accuracy']:.4f}"
+    )
     written.append(png)
     return written

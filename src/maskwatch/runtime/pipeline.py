@@ -31,8 +31,13 @@ class DetectorConfig:
 class MaskDetector:
     """Faces and mask labels for one RGB image at a time; sessions are built once."""
 
-    def __init__(self, config: DetectorConfig = DetectorConfig(), *, detector: FaceDetector | None = None,
-                 classifier: OnnxMaskClassifier | None = None):
+    def __init__(
+        self,
+        config: DetectorConfig = DetectorConfig(),
+        *,
+        detector: FaceDetector | None = None,
+        classifier: OnnxMaskClassifier | None = None,
+    ):
         self.config = config
         self.classifier = classifier or OnnxMaskClassifier(config.model, device=config.device, threads=config.threads)
         options: dict = {"device": config.device, "threads": config.threads}
@@ -60,12 +65,17 @@ class MaskDetector:
         faces = []
         for row, i in zip(probs, keep):
             best = int(row.argmax())
-            faces.append(Face(
-                box=found.boxes[i], label=labels[best], score=float(row[best]),
-                probs={label: float(p) for label, p in zip(labels, row)}, face_score=float(found.scores[i]),
-                landmarks=None if found.landmarks is None else found.landmarks[i],
-                uncertain=bool(row[best] < self.config.uncertain_below),
-            ))
+            faces.append(
+                Face(
+                    box=found.boxes[i],
+                    label=labels[best],
+                    score=float(row[best]),
+                    probs={label: float(p) for label, p in zip(labels, row)},
+                    face_score=float(found.scores[i]),
+                    landmarks=None if found.landmarks is None else found.landmarks[i],
+                    uncertain=bool(row[best] < self.config.uncertain_below),
+                )
+            )
         timings.update(detect=(t1 - t0) * 1e3, crop=(t2 - t1) * 1e3, classify=(t3 - t2) * 1e3)
         return FrameResult(source, frame, faces, size=(image.shape[1], image.shape[0]), timings_ms=timings)
 

@@ -35,8 +35,9 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
 
 
-def average_precision(detections: Sequence[Detection], truths: dict[str, np.ndarray],
-                      iou_threshold: float = 0.5) -> tuple[float, np.ndarray, np.ndarray]:
+def average_precision(
+    detections: Sequence[Detection], truths: dict[str, np.ndarray], iou_threshold: float = 0.5
+) -> tuple[float, np.ndarray, np.ndarray]:
     """AP of ``detections`` against ground-truth boxes per image; returns (ap, recall, precision)."""
     n_truth = sum(len(b) for b in truths.values())
     if n_truth == 0:
@@ -59,8 +60,9 @@ def average_precision(detections: Sequence[Detection], truths: dict[str, np.ndar
     return voc_ap(recall, precision), recall, precision
 
 
-def score_scenes(ground_truth: dict[str, list[tuple[str, np.ndarray]]], predictions: dict[str, list[dict]],
-                 iou_threshold: float = 0.5) -> dict:
+def score_scenes(
+    ground_truth: dict[str, list[tuple[str, np.ndarray]]], predictions: dict[str, list[dict]], iou_threshold: float = 0.5
+) -> dict:
     """``ground_truth``: image -> [(label, box)]; ``predictions``: image -> face records of the JSON."""
     groups: dict[str, Callable[[str], str]] = {
         "class": lambda label: label,
@@ -92,8 +94,12 @@ def score_scenes(ground_truth: dict[str, list[tuple[str, np.ndarray]]], predicti
         for key in keys:
             per_image = {image: np.asarray(truths[key].get(image, []), np.float64).reshape(-1, 4) for image in ground_truth}
             ap, recall, precision = average_precision(dets[key], per_image, iou_threshold)
-            results[key] = {"ap": ap, "recall": float(recall[-1]) if len(recall) else 0.0,
-                            "n_truth": int(sum(len(b) for b in per_image.values())), "n_detections": len(dets[key])}
+            results[key] = {
+                "ap": ap,
+                "recall": float(recall[-1]) if len(recall) else 0.0,
+                "n_truth": int(sum(len(b) for b in per_image.values())),
+                "n_detections": len(dets[key]),
+            }
             curves[key] = (recall, precision)
         report[group] = results
     valid = [report["class"][k]["ap"] for k in LABELS if not np.isnan(report["class"][k]["ap"])]

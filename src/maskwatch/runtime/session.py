@@ -15,8 +15,13 @@ def resolve_providers(device: str = "cpu") -> list[str]:
     ONNX Runtime lists some providers (e.g. Azure) before the CPU one, so ``cpu`` is explicit.
     """
     available = available_providers()
-    aliases = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-               "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+    aliases = {
+        "cpu": "CPUExecutionProvider",
+        "cuda": "CUDAExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+        "coreml": "CoreMLExecutionProvider",
+        "openvino": "OpenVINOExecutionProvider",
+    }
     if device == "auto":
         preferred = [p for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider") if p in available]
         return preferred + ["CPUExecutionProvider"]

@@ -136,7 +136,9 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
                 if frame.is_video:
                     videos.write(frame.source, picture, frame.fps)
                 else:
-                    cv2.imwrite(str(_save_name(options.save_dir, frame.source, used_names)), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                    cv2.imwrite(
+                        str(_save_name(options.save_dir, frame.source, used_names)), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+                    )
             if options.show and not _show(picture):
                 break
     finally:

@@ -74,8 +74,15 @@ class Tracker:
             best = int(track.probs.argmax())
             label = self.labels[best]
             self.last_compliant[track.track_id] = is_compliant(label)
-            out.append(replace(face, label=label, score=float(track.probs[best]), track_id=track.track_id,
-                               probs={k: float(v) for k, v in zip(self.labels, track.probs)}))
+            out.append(
+                replace(
+                    face,
+                    label=label,
+                    score=float(track.probs[best]),
+                    track_id=track.track_id,
+                    probs={k: float(v) for k, v in zip(self.labels, track.probs)},
+                )
+            )
         for j, track in enumerate(self.tracks):
             if j not in used and track not in assigned.values():
                 track.missed += 1
@@ -85,5 +92,8 @@ class Tracker:
     def counts(self) -> dict[str, int]:
         """People seen so far in this stream, and how many were last seen (non-)compliant."""
         compliant = sum(self.last_compliant.values())
-        return {"people_seen": len(self.last_compliant), "compliant": compliant,
-                "non_compliant": len(self.last_compliant) - compliant}
+        return {
+            "people_seen": len(self.last_compliant),
+            "compliant": compliant,
+            "non_compliant": len(self.last_compliant) - compliant,
+        }

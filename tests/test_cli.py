@@ -1,0 +1,111 @@
+"""The command line as a user meets it: defaults, outputs, and clear one-line errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tests.conftest import synthetic_face, write_class_tree
+from typer.testing import CliRunner
+
+from maskwatch.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("detect", "evaluate", "evaluate-scenes", "train", "export", "explain", "fetch-weights"):
+        assert command in result.output
+
+
+def test_detect_without_arguments_runs_on_the_built_in_sample(tiny_model, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["detect", "--model", str(tiny_model[1]), "--detector-size", "256"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "maskwatch-output" / "detections.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and len(records[0]["faces"]) >= 1
+    assert (tmp_path / "maskwatch-output" / "sample_input.jpg").is_file()
+
+
+def test_detect_rejects_unknown_detector_and_model(tmp_path: Path):
+    image = tmp_path / "a.png"
+    Image.fromarray(synthetic_face("with_mask", 64)).save(image)
+    assert runner.invoke(app, ["detect", str(image), "--detector", "yolo"]).exit_code == 1
+    assert runner.invoke(app, ["detect", str(image), "--model", str(tmp_path / "missing.onnx")]).exit_code == 1
+
+
+def test_detect_blur_and_save(tiny_model, tmp_path: Path):
+    image = tmp_path / "a.png"
+    Image.fromarray(synthetic_face("with_mask", 64)).save(image)
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            str(image),
+            "--model",
+            str(tiny_model[1]),
+            "--save",
+            str(tmp_path / "out"),
+            "--blur-faces",
+            "--json",
+            str(tmp_path / "d.jsonl"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d.jsonl").is_file()
+
+
+def test_evaluate_on_a_missing_folder_is_one_clear_error(tmp_path: Path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+
+
+def test_train_with_a_config_typo_is_one_clear_error(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epoch: 3\n")
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 1
+
+
+@pytest.mark.slow
+def test_explain_crops_report_and_bad_inputs(tiny_model, tmp_path: Path):
+    pytest.importorskip("pytorch_grad_cam")
+    tree = write_class_tree(tmp_path / "faces", per_class=3, size=64)
+    (tree / "with_mask" / "broken.png").write_bytes(b"not a png")
+    out_json = tmp_path / "focus.json"
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            "--model",
+            str(tiny_model[0]),
+            "--report",
+            str(tree),
+            "--json",
+            str(out_json),
+            "--out",
+            str(tmp_path / "exp"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text())
+    assert set(report["per_class"]) == {"with_mask", "without_mask", "mask_incorrect"}
+    assert {"n", "median_focus", "mean_focus"} <= set(report["per_class"]["with_mask"])
+    assert len(report["faces"]) == 9 and {"file", "label", "predicted", "focus"} <= set(report["faces"][0])
+    assert (tmp_path / "exp" / "lowest_focus.png").is_file()
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    Image.fromarray(synthetic_face("with_mask", 64)).save(crops / "one.png")
+    result = runner.invoke(app, ["explain", str(crops), "--crops", "--model", str(tiny_model[0]), "--out", str(tmp_path / "e2")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "e2" / "gradcam_grid.png").is_file()
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(blank)
+    result = runner.invoke(app, ["explain", str(blank), "--model", str(tiny_model[0]), "--out", str(tmp_path / "e3")])
+    assert result.exit_code == 1  # no face found anywhere: a clear error, not a traceback
+    result = runner.invoke(app, ["explain", str(tmp_path / "faces" / "with_mask" / "broken.png"), "--model", str(tiny_model[0])])
+    assert result.exit_code == 1
