@@ -19,13 +19,17 @@ log = logging.getLogger("maskwatch")
 
 
 def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+    """Rich output in a terminal; plain, unwrapped lines when redirected to a file or CI log."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(show_time=False, show_path=False, markup=False, console=None)],
-    )
+        handler: logging.Handler = RichHandler(show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 @app.callback()

@@ -50,7 +50,7 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         detector = make_detector("centerface", input_size=0, threshold=0.3)
         out.mkdir(parents=True, exist_ok=True)
         if report is not None:
-            if report.is_file() and report.suffix == ".csv":
+            if report.is_file() and report.name.endswith((".csv", ".csv.gz")):
                 samples = [r.sample for r in read_manifest(report) if r.split == split]
             elif report.is_dir():
                 samples = index_source(report).samples

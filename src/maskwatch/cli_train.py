@@ -18,7 +18,7 @@ def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = 
     from maskwatch.data.splits import read_manifest
     from maskwatch.labels import LABELS
 
-    if source.is_file() and source.suffix == ".csv":
+    if source.is_file() and source.name.endswith((".csv", ".csv.gz")):
         samples = [row.sample for row in read_manifest(source) if row.split == split]
     else:
         samples = index_source(source).samples

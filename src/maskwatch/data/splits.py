@@ -10,6 +10,7 @@ way and adding new files does not move old groups across the line.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import os
 import tempfile
@@ -95,8 +96,10 @@ def write_manifest(rows: Sequence[ManifestRow], path: Path) -> None:
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
+    """Read a manifest written by :func:`write_manifest` (plain or gzip-compressed CSV)."""
     rows = []
-    with open(path, newline="") as handle:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="") as handle:
         for record in csv.DictReader(handle):
             box = None
             if record["x1"]:

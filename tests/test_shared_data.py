@@ -1,0 +1,59 @@
+"""Checks on the real data in ../shared/data (skipped when it is absent, as in a fresh clone)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskwatch.data.index import index_source
+from maskwatch.data.splits import read_manifest
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.shared_data
+REPO = Path(__file__).resolve().parents[1]
+SPLITS = REPO / "recipes" / "default_splits.csv.gz"
+
+
+@pytest.fixture(autouse=True)
+def _run_from_repo_root(monkeypatch):
+    monkeypatch.chdir(REPO)  # the manifest's paths are relative to the repository root (../shared/data/...)
+
+
+def test_sources_index_with_the_documented_counts():
+    chandrika = index_source(SHARED_DATA / "chandrika")
+    assert len(chandrika.samples) == 3475 and not chandrika.problems
+    masked = index_source(SHARED_DATA / "maskedface-net")
+    assert len(masked.samples) == 767
+    scenes = index_source(SHARED_DATA / "scenes", min_face=0)
+    assert len(scenes.samples) == 1883 and len({s.path for s in scenes.samples}) == 428
+
+
+def test_committed_split_is_leak_free():
+    rows = read_manifest(SPLITS)
+    split_of_group: dict[str, str] = {}
+    split_of_scene: dict[Path, str] = {}
+    for row in rows:
+        assert split_of_group.setdefault(row.group, row.split) == row.split
+        if row.sample.box is not None:
+            assert split_of_scene.setdefault(row.sample.path, row.split) == row.split
+
+
+@pytest.mark.slow
+def test_shipped_model_meets_the_targets_on_the_shared_test_split():
+    from maskwatch.data.loading import load_samples
+    from maskwatch.labels import LABELS
+    from maskwatch.metrics import classification_report
+    from maskwatch.runtime.classifier import OnnxMaskClassifier
+
+    classifier = OnnxMaskClassifier()
+    rows = [r for r in read_manifest(SPLITS) if r.split == "test"]
+    loaded = load_samples([r.sample for r in rows], size=classifier.info.input_size, margin=classifier.info.margin,
+                          hash_files=False)
+    assert len(loaded.samples) == len(rows)
+    predicted = classifier.predict_proba(list(loaded.crops)).argmax(1)
+    truth = np.array([LABELS.index(s.label) for s in loaded.samples])
+    sources = np.array([s.source for s in loaded.samples])
+    score = {s: classification_report(truth[sources == s], predicted[sources == s], LABELS) for s in set(sources)}
+    assert score["chandrika"]["accuracy"] >= 0.995
+    assert score["maskedface-net"]["accuracy"] >= 0.985
+    assert score["scenes"]["accuracy"] >= 0.95 and score["scenes"]["macro_f1"] >= 0.85
