@@ -79,8 +79,15 @@ def main() -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        cells = [r["name"], str(r["input_size"]), f"{r['parameters'] / 1e6:.2f} M", f"{r['fp32_mb']:.2f}", f"{r['int8_mb']:.2f}",
-                 f"{r['fp32_ms']:.2f}", f"{r['int8_ms']:.2f}"]
+        cells = [
+            r["name"],
+            str(r["input_size"]),
+            f"{r['parameters'] / 1e6:.2f} M",
+            f"{r['fp32_mb']:.2f}",
+            f"{r['int8_mb']:.2f}",
+            f"{r['fp32_ms']:.2f}",
+            f"{r['int8_ms']:.2f}",
+        ]
         cells += [f"{r[f'fp32_{s}_acc']:.4f} / {r[f'int8_{s}_acc']:.4f}" for s in sources]
         cells.append(f"{r.get('fp32_scenes_f1', float('nan')):.4f} / {r.get('int8_scenes_f1', float('nan')):.4f}")
         print("| " + " | ".join(cells) + " |")

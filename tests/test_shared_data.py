@@ -47,8 +47,9 @@ def test_shipped_model_meets_the_targets_on_the_shared_test_split():
 
     classifier = OnnxMaskClassifier()
     rows = [r for r in read_manifest(SPLITS) if r.split == "test"]
-    loaded = load_samples([r.sample for r in rows], size=classifier.info.input_size, margin=classifier.info.margin,
-                          hash_files=False)
+    loaded = load_samples(
+        [r.sample for r in rows], size=classifier.info.input_size, margin=classifier.info.margin, hash_files=False
+    )
     assert len(loaded.samples) == len(rows)
     predicted = classifier.predict_proba(list(loaded.crops)).argmax(1)
     truth = np.array([LABELS.index(s.label) for s in loaded.samples])

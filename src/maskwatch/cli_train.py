@@ -51,6 +51,17 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         ),
         pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights."),
         exclude: list[str] | None = typer.Option(None, "--exclude", help="File listing mislabelled files to leave out."),
+        scene_oversample: int | None = typer.Option(
+            None, "--scene-oversample", help="Repeat scene-photo faces this often per epoch."
+        ),
+        class_weighting: str | None = typer.Option(None, "--class-weighting", help="none, inverse or sqrt_inverse."),
+        label_smoothing: float | None = typer.Option(None, "--label-smoothing"),
+        weight_decay: float | None = typer.Option(None, "--weight-decay"),
+        patience: int | None = typer.Option(
+            None, "--patience", help="Early stop after this many epochs without val macro-F1 gain."
+        ),
+        min_face: int | None = typer.Option(None, "--min-face", help="Skip scene boxes smaller than this (pixels)."),
+        splits: str | None = typer.Option(None, "--splits", help="Reuse an earlier run's splits.csv instead of splitting anew."),
         seed: int | None = typer.Option(None, "--seed"),
         device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
         threads: int | None = typer.Option(None, "--threads"),
@@ -77,6 +88,13 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             pretrained=pretrained,
             exclude=tuple(exclude) if exclude else None,
             seed=seed,
+            scene_oversample=scene_oversample,
+            class_weighting=class_weighting,
+            label_smoothing=label_smoothing,
+            weight_decay=weight_decay,
+            patience=patience,
+            min_face=min_face,
+            splits=splits,
             device=device,
             threads=threads,
         )
@@ -109,7 +127,9 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         calibration: Path | None = typer.Option(
             None, "--calibration", help="splits.csv (its val rows) or a class-folder tree; default: the run's splits.csv."
         ),
-        method: str = typer.Option("minmax", "--method", help="Calibration: minmax, entropy or percentile."),
+        method: str = typer.Option(
+            "auto", "--method", help="Calibration: auto (best fp32 agreement), minmax, percentile or entropy."
+        ),
         max_drop: float = typer.Option(0.5, "--max-drop", help="Refuse the int8 model if accuracy drops more (points)."),
     ) -> None:
         """Export a checkpoint to ONNX (+ int8), with parity checks against PyTorch and fp32."""

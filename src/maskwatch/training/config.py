@@ -30,6 +30,7 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     cache_views: int = 6  # augmented views of each training face whose trunk features are cached
+    scene_oversample: int = 1  # repeat faces cropped from scene photos (VOC boxes) this often per epoch
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     exclude: tuple[str, ...] = field(default_factory=tuple)  # files listing paths to leave out

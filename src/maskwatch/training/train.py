@@ -102,6 +102,11 @@ def cache_features(model: MaskClassifierNet, crops: np.ndarray, transform, batch
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
+def epoch_order(pool: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """A shuffled pass over ``pool`` (train positions, with repeats for oversampled faces)."""
+    return torch.from_numpy(pool)[torch.randperm(len(pool), generator=generator)]
+
+
 def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> torch.Tensor:
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     counts = np.maximum(counts, 1.0)
@@ -205,10 +210,13 @@ def train(config: TrainConfig) -> dict:
         log.info("resuming from %s at epoch %d", last_path, start_epoch)
 
     y_t = torch.from_numpy(y)
+    # Positions into the train split; scene faces (the most camera-like) repeated ``scene_oversample`` times.
+    is_scene = np.array([loaded.samples[i].box is not None for i in idx["train"]])
+    epoch_pool = np.concatenate([np.arange(len(idx["train"]))] + [np.nonzero(is_scene)[0]] * max(0, config.scene_oversample - 1))
     for epoch in range(start_epoch, config.epochs + 1):
         torch.manual_seed(config.seed + epoch)
         model.train()
-        order = torch.randperm(len(idx["train"]), generator=generator.manual_seed(config.seed + epoch))
+        order = epoch_order(epoch_pool, generator.manual_seed(config.seed + epoch))
         total_loss, correct, seen = 0.0, 0, 0
         batches = range(0, len(order), config.batch_size)
         for start in track(batches, description=f"epoch {epoch}/{config.epochs}", total=len(batches)):
