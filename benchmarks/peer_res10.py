@@ -37,6 +37,9 @@ class Res10MobileNet:
         boxes = np.clip(keep[:, 3:7] * [w, h, w, h], 0, [w, h, w, h])
         t1 = time.perf_counter()
         crops = []
+        sizes = boxes[:, 2:] - boxes[:, :2]
+        usable = (sizes >= 2).all(axis=1)  # the SSD sometimes returns boxes that collapse at the border
+        boxes, keep = boxes[usable], keep[usable]
         for x1, y1, x2, y2 in boxes.astype(int):
             face = bgr[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)]
             crops.append(cv2.resize(cv2.cvtColor(face, cv2.COLOR_BGR2RGB), (self.size, self.size)))

@@ -30,6 +30,7 @@ from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
 from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
 
 HERE = Path(__file__).resolve().parent
+PEER = "(d) res10 SSD + MobileNetV2@224"
 SCENES = HERE.parents[1] / "shared" / "data" / "scenes"
 
 
@@ -96,7 +97,8 @@ def main() -> None:
         "--peer-classifier", type=Path, required=True, help="MobileNetV2@224 checkpoint (.safetensors) for the peer"
     )
     parser.add_argument("--detector-size", type=int, default=480)
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=10, help="frames timed per pipeline, frame and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scenes", action="store_true", help="also score every pipeline on ../shared/data/scenes")
     args = parser.parse_args()
     from maskwatch.export.onnx_export import export_onnx
@@ -122,34 +124,24 @@ def main() -> None:
         "(c) PyTorch eager classifier": (torch_eager_pipeline(int8, shipped), shipped.stat().st_size),
     }
     centerface_mb = 7.3e6
-    results = {}
-    for name, (run_frame, size) in rows.items():
-        results[name] = ([time_pipeline(run_frame, jpeg, args.repeat) for jpeg in frames.values()], (size + centerface_mb) / 1e6)
-    peer = subprocess.run(
-        [
-            args.peer_python,
-            str(HERE / "peer_res10.py"),
-            "--prototxt",
-            str(prototxt),
-            "--caffemodel",
-            str(caffemodel),
-            "--classifier",
-            str(peer_onnx),
-            "--repeat",
-            str(args.repeat),
-            "--frames",
-            *map(str, frame_files),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    peer_times = json.loads(peer.stdout.strip().splitlines()[-1])
-    results["(d) res10 SSD + MobileNetV2@224"] = (
-        [peer_times[str(f)]["ms"] for f in frame_files],
-        (caffemodel.stat().st_size + peer_onnx.stat().st_size) / 1e6,
-    )
-
+    # Interleave: every round times each in-process pipeline on each frame, so drift (clock, caches, other load) hits
+    # all of them alike; the peer (another process) runs between rounds. Medians over rounds are reported.
+    samples: dict[str, list[list[float]]] = {name: [[] for _ in frames] for name in [*rows, PEER]}
+    for _ in range(args.rounds):
+        for name, (run_frame, _) in rows.items():
+            for k, jpeg in enumerate(frames.values()):
+                samples[name][k].append(time_pipeline(run_frame, jpeg, args.repeat))
+        peer = subprocess.run(
+            [args.peer_python, str(HERE / "peer_res10.py"), "--prototxt", str(prototxt), "--caffemodel", str(caffemodel),
+             "--classifier", str(peer_onnx), "--repeat", str(args.repeat), "--frames", *map(str, frame_files)],
+            capture_output=True, text=True, check=True,
+        )
+        peer_times = json.loads(peer.stdout.strip().splitlines()[-1])
+        for k, f in enumerate(frame_files):
+            samples[PEER][k].append(peer_times[str(f)]["ms"])
+    sizes = {name: size for name, (_, size) in rows.items()}
+    sizes[PEER] = caffemodel.stat().st_size + peer_onnx.stat().st_size - centerface_mb
+    results = {name: ([float(np.median(v)) for v in per_frame], (sizes[name] + centerface_mb) / 1e6) for name, per_frame in samples.items()}
     base = results["(a) maskwatch int8"][0]
     table = Table(
         title=f"Same 640x480 frames, median ms per frame (decode + detect + classify), 2-core CPU; CenterFace input {args.detector_size}"

