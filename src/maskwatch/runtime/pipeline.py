@@ -21,7 +21,7 @@ class DetectorConfig:
     model: str | None = None  # ONNX classifier; None: the shipped int8 model
     detector: str = "centerface"
     detector_size: int = 640  # CenterFace input, longer side (0: the image's own size)
-    min_face_score: float = 0.4
+    min_face_score: float = 0.2
     min_face_size: float = 6.0  # pixels, shorter side
     uncertain_below: float = 0.5  # faces whose top probability is lower are flagged uncertain
     device: str = "cpu"
