@@ -132,16 +132,33 @@ def main() -> None:
             for k, jpeg in enumerate(frames.values()):
                 samples[name][k].append(time_pipeline(run_frame, jpeg, args.repeat))
         peer = subprocess.run(
-            [args.peer_python, str(HERE / "peer_res10.py"), "--prototxt", str(prototxt), "--caffemodel", str(caffemodel),
-             "--classifier", str(peer_onnx), "--repeat", str(args.repeat), "--frames", *map(str, frame_files)],
-            capture_output=True, text=True, check=True,
+            [
+                args.peer_python,
+                str(HERE / "peer_res10.py"),
+                "--prototxt",
+                str(prototxt),
+                "--caffemodel",
+                str(caffemodel),
+                "--classifier",
+                str(peer_onnx),
+                "--repeat",
+                str(args.repeat),
+                "--frames",
+                *map(str, frame_files),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         peer_times = json.loads(peer.stdout.strip().splitlines()[-1])
         for k, f in enumerate(frame_files):
             samples[PEER][k].append(peer_times[str(f)]["ms"])
     sizes = {name: size for name, (_, size) in rows.items()}
     sizes[PEER] = caffemodel.stat().st_size + peer_onnx.stat().st_size - centerface_mb
-    results = {name: ([float(np.median(v)) for v in per_frame], (sizes[name] + centerface_mb) / 1e6) for name, per_frame in samples.items()}
+    results = {
+        name: ([float(np.median(v)) for v in per_frame], (sizes[name] + centerface_mb) / 1e6)
+        for name, per_frame in samples.items()
+    }
     base = results["(a) maskwatch int8"][0]
     table = Table(
         title=f"Same 640x480 frames, median ms per frame (decode + detect + classify), 2-core CPU; CenterFace input {args.detector_size}"

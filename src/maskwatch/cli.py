@@ -57,7 +57,9 @@ def detect(
         "--detector-size",
         help="Detector input, longer side in pixels (0 = native). Default: 960 for images (recall on small faces), 320 for video (real time).",
     ),
-    min_face_score: float = typer.Option(0.2, "--min-face-score", help="Drop detections below this face score (0.2 gave the best face AP on the shared scenes)."),
+    min_face_score: float = typer.Option(
+        0.2, "--min-face-score", help="Drop detections below this face score (0.2 gave the best face AP on the shared scenes)."
+    ),
     uncertain_below: float = typer.Option(0.5, "--uncertain-below", help="Flag faces whose top class probability is lower."),
     detect_every: int = typer.Option(
         1, "--detect-every", help="Video: run the detector on every n-th frame and carry tracks between."
