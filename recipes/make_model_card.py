@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--focus", type=Path)
     parser.add_argument("--int8", type=Path, help="JSON from recipes/ship_default.py with int8 test scores")
+    parser.add_argument("--scenes", type=Path, nargs="*", default=[], help="evaluate-scenes JSON files (all images, test images)")
+    parser.add_argument("--time-note", default="", help="a remark on the training time (e.g. pauses)")
     args = parser.parse_args()
     report = json.loads((args.run / "report.json").read_text())
     config = json.loads((args.run / "config.json").read_text())
@@ -41,8 +43,8 @@ Probabilities are calibrated by a temperature fitted on the validation split
 (T = {report["temperature"]:.3f}; validation ECE {report["val_ece_before"]:.4f} before, {report["val_ece_after"]:.4f} after).
 
 ## How it was made
-`maskwatch train --config recipes/default.yaml` on the 2-core CPU in {report["train_seconds"] / 60:.0f} min
-(best epoch {report["best_epoch"]}), then `python recipes/ship_default.py runs/default`.
+`maskwatch train --config recipes/default.yaml` on the 2-core CPU: {report["train_seconds"] / 60:.0f} min wall clock
+(best epoch {report["best_epoch"]}){args.time_note}, then `python recipes/ship_default.py runs/default`.
 MobileNetV2 with torchvision's ImageNet weights; the first {19 - config["trainable_blocks"] if config["trainable_blocks"] else 19} blocks frozen,
 the last {config["trainable_blocks"]} blocks and a new 3-way head trained with Adam (lr {config["lr"]}, cosine schedule),
 cross-entropy with sqrt-inverse class weights and label smoothing {config["label_smoothing"]}, on cached trunk features of
@@ -61,11 +63,26 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
 """)
     if args.int8 and args.int8.exists():
         int8 = json.loads(args.int8.read_text())
-        print("## Test split, shipped int8 model (`maskwatch evaluate` on the crops of the test split)\n")
+        print("## Test split, shipped int8 model (`recipes/ship_default.py`, the runtime's ONNX classifier on the same crops)\n")
         print("| test source | n | accuracy | macro-F1 |\n|---|---|---|---|")
         for source, r in int8.items():
             print(f"| {source} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |")
         print()
+    if args.scenes:
+        print("## End to end on the shared scenes (CenterFace at 960 px + this classifier, IoU 0.5)\n")
+        print(
+            "`maskwatch evaluate-scenes IMAGES ANNOTATIONS --json ...` (the same numbers come from `maskwatch detect FOLDER --json` scored with `--predictions`).\n"
+        )
+        print(
+            "| images | face AP | face recall | 3-class mAP | compliance mAP | AP with / without / incorrect |\n|---|---|---|---|---|---|"
+        )
+        for path in args.scenes:
+            r = json.loads(path.read_text())
+            aps = " / ".join(f"{r['class'][k]['ap']:.3f}" for k in ("with_mask", "without_mask", "mask_incorrect"))
+            print(
+                f"| {r['images']} ({path.stem}) | {r['face_ap']:.4f} | {r['face_recall']:.4f} | {r['map_3class']:.4f} | {r['map_compliance']:.4f} | {aps} |"
+            )
+        print("\nThe 75 test-split photos are the honest figure: the classifier trained on faces of the other photos.\n")
     if args.focus and args.focus.exists():
         focus = json.loads(args.focus.read_text())
         print("## Where it looks (Grad-CAM focus on the lower face, test split)\n")
@@ -85,6 +102,11 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
   between seeds.
 - Known shortcut seen in Grad-CAM and errors: studio portraits on white backgrounds lean towards `with_mask` (the chandrika
   source has many such stock photos of masked people).
+- Focus scores are below the 0.6 the project aims for: the Grad-CAM map of the last block is a 5x5 grid at 160 px,
+  and the lowest-scoring faces (gallery from `maskwatch explain --report`) are whole photos with several small faces,
+  where the map covers the people rather than one mouth.
+- `recipes/exclusions.txt` lists one test image whose label is wrong for this task (a beauty face-sheet with open
+  nose and mouth, labelled with_mask), found while reading the test errors; the scores above still count it.
 - Not a face-recognition model; it stores nothing about identities.
 """)
 

@@ -42,6 +42,7 @@ def test_training_writes_every_artifact(trained_run: Path):
         "report.json",
         "model.onnx",
         "confusion_all.png",
+        "gradcam_test.png",
     ):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "report.json").read_text())

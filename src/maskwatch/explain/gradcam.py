@@ -22,14 +22,20 @@ class Explainer:
         self.cam = GradCAM(model=self.model, target_layers=[self.model.cam_layer])
         self.transform = eval_transform()
 
+    def predict(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Calibrated probabilities (N, K), without the cost of a CAM."""
+        with torch.no_grad():
+            logits = self.model(torch.stack([self.transform(c) for c in crops]))
+        return torch.softmax(logits / self.temperature, dim=1).numpy()
+
     def __call__(self, crops: Sequence[np.ndarray], target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(cams (N, S, S) in [0, 1], calibrated probabilities (N, K)); CAM of ``target`` or of the prediction."""
         batch = torch.stack([self.transform(c) for c in crops])
-        with torch.no_grad():
-            probs = torch.softmax(self.model(batch) / self.temperature, dim=1).numpy()
+        probs = self.predict(crops)
         classes = [self.labels.index(target)] * len(crops) if target else probs.argmax(1).tolist()
-        for parameter in self.model.top.parameters():
-            parameter.requires_grad_(True)
+        # The trunk is frozen (no parameter needs a gradient); asking for the input's gradient makes autograd keep the
+        # graph through it, so any block - frozen or not - can be the Grad-CAM target layer.
+        batch.requires_grad_(True)
         cams = self.cam(input_tensor=batch, targets=[ClassifierOutputTarget(c) for c in classes])
         return np.asarray(cams), probs
 

@@ -38,18 +38,18 @@ class FocusRecord:
     used_landmarks: bool
 
 
-def crop_landmarks(detector: FaceDetector | None, crop: np.ndarray, face_box: np.ndarray) -> np.ndarray | None:
-    """Landmarks of the face nearest the expected box, in crop pixels; None when none is found."""
+def find_face(detector: FaceDetector | None, crop: np.ndarray, expected_box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(box, landmarks) in crop pixels of the detected face nearest ``expected_box``; None if none is found."""
     if detector is None:
         return None
     scale = LANDMARK_SIZE / crop.shape[0]
     found = detector.detect(resize_square(crop, LANDMARK_SIZE))
     if found.landmarks is None or len(found.boxes) == 0:
         return None
-    centre = (face_box[:2] + face_box[2:]) / 2 * scale
+    centre = (expected_box[:2] + expected_box[2:]) / 2 * scale
     centres = (found.boxes[:, :2] + found.boxes[:, 2:]) / 2
     best = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
-    return found.landmarks[best] / scale
+    return found.boxes[best] / scale, found.landmarks[best] / scale
 
 
 def focus_report(
@@ -74,9 +74,15 @@ def focus_report(
         cams, probs = explainer(list(crops), target)
         for offset, (crop, cam, prob) in enumerate(zip(crops, cams, probs)):
             sample = loaded.samples[start + offset]
-            # Dataset crops (no box) are whole faces; scene crops hold the box inside a margin.
+            # Scene crops hold their annotated box inside a known margin. Dataset images have no box: many are tight
+            # face crops, but some are whole photos with small faces, so the detected face's own box is used there.
             box = face_box_in_crop(size, margin if sample.box is not None else 0.0)
-            marks = crop_landmarks(detector, crop, box)
+            face = find_face(detector, crop, box)
+            marks = None
+            if face is not None:
+                marks = face[1]
+                if sample.box is None:
+                    box = face[0]
             region = lower_face_region(box, marks)
             predicted = int(prob.argmax())
             records.append(
@@ -152,3 +158,21 @@ def save_examples(records: Sequence[FocusRecord], pictures: dict, path: Path, *,
         for i in chosen
     ]
     save_grid(tiles, captions, str(path), regions=[pictures["regions"][i] for i in chosen])
+
+
+def training_gradcam_grid(explainer: Explainer, crops: np.ndarray, truth: np.ndarray, path: Path, per_kind: int = 16) -> None:
+    """Grad-CAM grid of up to ``per_kind`` correct and ``per_kind`` wrong test predictions, for the training report."""
+    if len(crops) == 0:
+        return
+    predicted = np.concatenate([explainer.predict(list(crops[i : i + 64])).argmax(1) for i in range(0, len(crops), 64)])
+    right = np.nonzero(predicted == truth)[0][:per_kind]
+    wrong = np.nonzero(predicted != truth)[0][:per_kind]
+    chosen = np.concatenate([right, wrong]).astype(int)
+    cams, probs = explainer(list(crops[chosen]))
+    tiles = [overlay(crops[i], cam) for i, cam in zip(chosen, cams)]
+    labels = explainer.labels
+    captions = [
+        f"{'OK' if predicted[i] == truth[i] else 'WRONG'} {labels[predicted[i]][:12]}\ntrue {labels[truth[i]][:12]} {p.max():.0%}"
+        for i, p in zip(chosen, probs)
+    ]
+    save_grid(tiles, captions, str(path))

@@ -326,7 +326,20 @@ def finish(model, meta, inputs, y, idx, loaded, on_features, out: Path) -> dict:
         log.info("test %-16s n=%4d accuracy %.4f macro-F1 %.4f", source, result["n"], result["accuracy"], result["macro_f1"])
     history = json.loads((out / "history.json").read_text())
     plot_history(history, str(out / "curves.png"))
+    save_gradcam_grid(model, meta, loaded.crops[idx["test"]], y[idx["test"]], out / "gradcam_test.png")
     return report
+
+
+def save_gradcam_grid(model, meta: dict, crops: np.ndarray, truth: np.ndarray, path: Path) -> None:
+    """Where the model looks on right and wrong test faces; skipped (with a note) without the grad-cam package."""
+    try:
+        from maskwatch.explain.gradcam import Explainer
+        from maskwatch.explain.report import training_gradcam_grid
+    except ImportError as error:
+        log.warning("no Grad-CAM grid in the report (%s); pip install 'maskwatch[train]'", error)
+        return
+    model.cpu()
+    training_gradcam_grid(Explainer(model, meta["labels"], meta["temperature"]), crops, truth, path)
 
 
 def write_history(history: list[dict], out: Path) -> None:
