@@ -29,10 +29,26 @@ def main() -> None:
     parser.add_argument("--focus", type=Path)
     parser.add_argument("--int8", type=Path, help="JSON from recipes/ship_default.py with int8 test scores")
     parser.add_argument("--scenes", type=Path, nargs="*", default=[], help="evaluate-scenes JSON files (all images, test images)")
-    parser.add_argument("--time-note", default="", help="a remark on the training time (e.g. pauses)")
+    parser.add_argument("--time-note", default="", help="a remark on how and where it ran")
+    parser.add_argument("--command", default="maskwatch train --config recipes/default.yaml")
     args = parser.parse_args()
     report = json.loads((args.run / "report.json").read_text())
     config = json.loads((args.run / "config.json").read_text())
+    frozen = 19 - config["trainable_blocks"] if config["trainable_blocks"] < 19 else 0
+    if config["cache_views"] > 0:
+        regime = (
+            f"the first {frozen} blocks frozen; the last {config['trainable_blocks']} blocks and a new 3-way head trained on cached "
+            f"trunk features of {config['cache_views']} augmented views per training face"
+        )
+    else:
+        regime = "every block fine-tuned (new 3-way head) with fresh augmentation every epoch"
+    minutes = "" if report.get("train_seconds") is None else f" {report['train_seconds'] / 60:.0f} min wall clock,"
+    how = (
+        f"`{args.command}`{args.time_note}; best epoch {report['best_epoch']}.{minutes}\n"
+        f"MobileNetV2 with torchvision's ImageNet weights; {regime} (random resized crop, flip, rotation, colour jitter,\n"
+        f"low-resolution round trip); Adam (lr {config['lr']}, cosine schedule), cross-entropy with sqrt-inverse class weights\n"
+        f"and label smoothing {config['label_smoothing']}. {report['parameters'] / 1e6:.2f} M parameters."
+    )
     print(f"""# Model card: maskwatch MobileNetV2 mask classifier
 
 **Files**: `maskwatch_mobilenet_v2_int8.onnx` (the runtime default, int8 QDQ) and
@@ -43,13 +59,7 @@ Probabilities are calibrated by a temperature fitted on the validation split
 (T = {report["temperature"]:.3f}; validation ECE {report["val_ece_before"]:.4f} before, {report["val_ece_after"]:.4f} after).
 
 ## How it was made
-`maskwatch train --config recipes/default.yaml` on the 2-core CPU: {report["train_seconds"] / 60:.0f} min wall clock
-(best epoch {report["best_epoch"]}){args.time_note}, then `python recipes/ship_default.py runs/default`.
-MobileNetV2 with torchvision's ImageNet weights; the first {19 - config["trainable_blocks"] if config["trainable_blocks"] else 19} blocks frozen,
-the last {config["trainable_blocks"]} blocks and a new 3-way head trained with Adam (lr {config["lr"]}, cosine schedule),
-cross-entropy with sqrt-inverse class weights and label smoothing {config["label_smoothing"]}, on cached trunk features of
-{config["cache_views"]} augmented views per training face (random resized crop, flip, rotation, colour jitter, low-resolution round trip).
-{report["parameters"] / 1e6:.2f} M parameters.
+{how}
 
 ## Data
 `../shared/data` (see its README): chandrika face crops (MIT), MaskedFace-Net crops (**CC BY-NC-SA 4.0** - the
@@ -58,7 +68,7 @@ Kaggle face-mask scene photos (CC0), cropped from their VOC boxes (boxes under {
 Leak-free splits: near-duplicate images (perceptual hash) and all faces of one photo share a split; the manifest is
 `splits.csv` in the run folder. Split sizes: {report["split_sizes"]}.
 
-## Test split (fp32 checkpoint; numbers from `runs/default/report.json`)
+## Test split (fp32 checkpoint; numbers from the run's `report.json`)
 {table(report)}
 """)
     if args.int8 and args.int8.exists():
