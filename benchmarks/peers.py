@@ -11,7 +11,12 @@ Run:
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# PyTorch's OpenMP threads busy-wait after each op; on 2 cores that would slow whatever is timed next (the peer too).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import importlib.util
 import json
 import subprocess

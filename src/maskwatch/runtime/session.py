@@ -35,6 +35,9 @@ def create_session(model: str | bytes, *, device: str = "cpu", threads: int = 0)
     """One session per model, built once and reused for every frame."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # The pipeline runs two sessions back to back (detector, classifier); threads that spin after a run would steal
+    # the cores the other session needs on a small CPU.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
