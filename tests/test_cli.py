@@ -26,7 +26,7 @@ def test_detect_without_arguments_runs_on_the_built_in_sample(tiny_model, tmp_pa
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (tmp_path / "maskwatch-output" / "detections.jsonl").read_text().splitlines()]
     assert len(records) == 1 and len(records[0]["faces"]) >= 1
-    assert (tmp_path / "maskwatch-output" / "sample_input.jpg").is_file()
+    assert (tmp_path / "maskwatch-output" / "astronaut.jpg").is_file()
 
 
 def test_detect_rejects_unknown_detector_and_model(tmp_path: Path):

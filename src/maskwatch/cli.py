@@ -73,18 +73,17 @@ def detect(
     from maskwatch.runtime.stream import OutputOptions, run
     from maskwatch.sources import describe_source
 
-    sample_path = None
     if source is None:
+        import tempfile
+
+        import cv2
+
         name, image = default_sample_image()
         save = save or Path("maskwatch-output")
         json_out = json_out or save / "detections.jsonl"
-        sample_path = save / "sample_input.jpg"
-        sample_path.parent.mkdir(parents=True, exist_ok=True)
-        import cv2
-
-        cv2.imwrite(str(sample_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        source = str(Path(tempfile.mkdtemp(prefix="maskwatch-")) / "astronaut.png")
+        cv2.imwrite(source, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         log.info("no SOURCE given: running on the built-in sample (%s)", name)
-        source = str(sample_path)
     kind = describe_source(source)
     size = detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960)
     config = DetectorConfig(

@@ -31,7 +31,7 @@ def annotate(
 ) -> np.ndarray:
     """Boxes and labels per face, and a banner with the compliance summary (and FPS if given)."""
     out = blur_faces(image, faces) if blur else image.copy()
-    scale = max(0.35, min(out.shape[:2]) / 900)
+    scale = max(0.8, min(out.shape[:2]) / 600)  # readable labels from VGA frames up
     thickness = max(1, int(round(scale * 2)))
     for face in faces:
         colour = UNCERTAIN if face.uncertain else COLOURS.get(face.label, (255, 255, 255))
