@@ -42,11 +42,15 @@ def ms_per_crop(classifier: OnnxMaskClassifier, crop: np.ndarray, repeat: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("splits", type=Path)
-    parser.add_argument("models", nargs="+", help="name=checkpoint.safetensors")
+    parser.add_argument("splits", type=Path, nargs="?")
+    parser.add_argument("models", nargs="*", help="name=checkpoint.safetensors")
     parser.add_argument("--chart", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--from-json", type=Path, help="redraw the table and chart from a saved --json, measuring nothing")
     args = parser.parse_args()
+    if args.from_json:
+        print_and_plot(json.loads(args.from_json.read_text()), args.chart)
+        return
     rows = []
     test_rows = [r for r in read_manifest(args.splits) if r.split == "test"]
     work = Path(tempfile.mkdtemp())
@@ -73,6 +77,13 @@ def main() -> None:
                 row[f"{kind}_{source}_f1"] = report["macro_f1"]
         rows.append(row)
         print(json.dumps(row))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print_and_plot(rows, args.chart)
+
+
+def print_and_plot(rows: list[dict], chart: Path | None) -> None:
+    """Print the markdown table and draw the accuracy-vs-latency chart."""
     sources = sorted({k.split("_")[1] for k in rows[0] if k.startswith("fp32_") and k.endswith("_acc")})
     header = ["model", "input", "params", "fp32 MB", "int8 MB", "fp32 ms/crop", "int8 ms/crop"]
     header += [f"{s} acc (fp32/int8)" for s in sources] + ["scenes macro-F1 (fp32/int8)"]
@@ -91,25 +102,29 @@ def main() -> None:
         cells += [f"{r[f'fp32_{s}_acc']:.4f} / {r[f'int8_{s}_acc']:.4f}" for s in sources]
         cells.append(f"{r.get('fp32_scenes_f1', float('nan')):.4f} / {r.get('int8_scenes_f1', float('nan')):.4f}")
         print("| " + " | ".join(cells) + " |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    if args.chart:
+    if chart:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+        fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
         for r in rows:
             for kind, marker in (("fp32", "o"), ("int8", "s")):
                 ax.scatter(r[f"{kind}_ms"], r[f"{kind}_all_acc"], marker=marker, s=30 + 4 * r[f"{kind}_mb"])
-                ax.annotate(f"{r['name']} {kind}", (r[f"{kind}_ms"], r[f"{kind}_all_acc"]), fontsize=7)
+                ax.annotate(
+                    f"{r['name']} {kind}",
+                    (r[f"{kind}_ms"], r[f"{kind}_all_acc"]),
+                    fontsize=6,
+                    xytext=(4, -3 if kind == "fp32" else 3),
+                    textcoords="offset points",
+                )
         ax.set_xlabel("ms per face crop (ONNX Runtime, 2-core CPU, batch 1)")
         ax.set_ylabel("test accuracy (all sources)")
         ax.grid(alpha=0.3)
         ax.set_title("classifier: accuracy vs latency (marker area ~ file size)")
         fig.tight_layout()
-        fig.savefig(args.chart)
+        fig.savefig(chart)
 
 
 if __name__ == "__main__":
