@@ -131,6 +131,16 @@ def main() -> None:
     centerface_mb = 7.3e6
     # Interleave: every round times each in-process pipeline on each frame, so drift (clock, caches, other load) hits
     # all of them alike; the peer (another process) runs between rounds. Medians over rounds are reported.
+    peer_base = [
+        args.peer_python,
+        str(HERE / "peer_res10.py"),
+        "--prototxt",
+        str(prototxt),
+        "--caffemodel",
+        str(caffemodel),
+        "--classifier",
+        str(peer_onnx),
+    ]
     samples: dict[str, list[list[float]]] = {name: [[] for _ in frames] for name in [*rows, PEER]}
     for _ in range(args.rounds):
         for name, (run_frame, _) in rows.items():
@@ -138,14 +148,7 @@ def main() -> None:
                 samples[name][k].append(time_pipeline(run_frame, jpeg, args.repeat))
         peer = subprocess.run(
             [
-                args.peer_python,
-                str(HERE / "peer_res10.py"),
-                "--prototxt",
-                str(prototxt),
-                "--caffemodel",
-                str(caffemodel),
-                "--classifier",
-                str(peer_onnx),
+                *peer_base,
                 "--repeat",
                 str(args.repeat),
                 "--frames",
@@ -179,14 +182,7 @@ def main() -> None:
         predictions = work / "peer_scenes.jsonl"
         subprocess.run(
             [
-                args.peer_python,
-                str(HERE / "peer_res10.py"),
-                "--prototxt",
-                str(prototxt),
-                "--caffemodel",
-                str(caffemodel),
-                "--classifier",
-                str(peer_onnx),
+                *peer_base,
                 "--scenes",
                 str(SCENES / "images"),
                 "--json-out",
