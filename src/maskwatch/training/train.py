@@ -72,8 +72,9 @@ def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[s
     rows = read_manifest(Path(config.splits))
     loaded = load_samples([r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False)
     split_of = {(r.sample.path, r.sample.box): r.split for r in rows}
+    kept = {(s.path, s.box) for s in loaded.samples}
     write_manifest(
-        [r for r in rows if (r.sample.path, r.sample.box) in {(s.path, s.box) for s in loaded.samples}],
+        [r for r in rows if (r.sample.path, r.sample.box) in kept],
         Path(config.out) / "splits.csv",
     )
     for problem in loaded.problems:
