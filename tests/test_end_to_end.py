@@ -157,52 +157,21 @@ def test_export_of_a_mismatched_checkpoint_is_refused(trained_run: Path, tmp_pat
     assert result.exit_code == 1
 
 
+def fine_tune(faces: Path, init: Path, out: Path, *options: str):
+    return runner.invoke(app, ["train", "--data", str(faces), "--init", str(init), "--epochs", "1", "--out", str(out), *options])
+
+
 def test_fine_tune_from_a_checkpoint_on_new_class_folders(trained_run: Path, tmp_path: Path):
     """`train --init CKPT` continues from a trained model on a user's own crops (the site fine-tuning loop)."""
     faces = write_class_tree(tmp_path / "site", per_class=10, size=40)
     out = tmp_path / "site_run"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--data",
-            str(faces),
-            "--init",
-            str(trained_run / "best.safetensors"),
-            "--model",
-            "mobilenet_v2",
-            "--input-size",
-            "32",
-            "--epochs",
-            "1",
-            "--cache-views",
-            "1",
-            "--batch-size",
-            "16",
-            "--out",
-            str(out),
-        ],
-    )
+    options = ("--model", "mobilenet_v2", "--input-size", "32", "--cache-views", "1", "--batch-size", "16")
+    result = fine_tune(faces, trained_run / "best.safetensors", out, *options)
     assert result.exit_code == 0, result.output
     assert (out / "best.safetensors").is_file() and (out / "model.onnx").is_file()
 
 
 def test_fine_tune_from_a_mismatched_checkpoint_is_refused(trained_run: Path, tmp_path: Path):
     faces = write_class_tree(tmp_path / "site", per_class=4, size=40)
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--data",
-            str(faces),
-            "--init",
-            str(trained_run / "best.safetensors"),
-            "--model",
-            "resnet18",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "r"),
-        ],
-    )
+    result = fine_tune(faces, trained_run / "best.safetensors", tmp_path / "r", "--model", "resnet18")
     assert result.exit_code == 1
