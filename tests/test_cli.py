@@ -94,6 +94,8 @@ def test_explain_crops_report_and_bad_inputs(tiny_model, tmp_path: Path):
     assert set(report["per_class"]) == {"with_mask", "without_mask", "mask_incorrect"}
     assert {"n", "median_focus", "mean_focus"} <= set(report["per_class"]["with_mask"])
     assert len(report["faces"]) == 9 and {"file", "label", "predicted", "focus"} <= set(report["faces"][0])
+    hidden = report["occlusion"]["with_mask"]
+    assert hidden["n"] == 3 and 0 <= hidden["changed_lower_hidden"] <= 1 and 0 <= hidden["changed_upper_hidden"] <= 1
     assert (tmp_path / "exp" / "lowest_focus.png").is_file()
 
     crops = tmp_path / "crops"

@@ -30,7 +30,7 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         from maskwatch.data.index import index_source
         from maskwatch.data.splits import read_manifest
         from maskwatch.explain.gradcam import Explainer
-        from maskwatch.explain.report import focus_report, save_examples, save_gallery, summarise
+        from maskwatch.explain.report import focus_report, occlusion_check, save_examples, save_gallery, summarise
         from maskwatch.labels import UnknownLabelError, canonical_label
         from maskwatch.runtime.detectors import make_detector
         from maskwatch.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
@@ -72,10 +72,15 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
             for i, record in enumerate(records):
                 name = f"{i:04d}_{Path(record.file.split('#')[0]).stem}_{record.predicted}.png"
                 cv2.imwrite(str(out / name), cv2.cvtColor(overlay(pictures["crops"][i], pictures["cams"][i]), cv2.COLOR_RGB2BGR))
-        for label, row in summary["per_class"].items():
-            if report is None:
-                break  # faces of a plain SOURCE have no true label to summarise by
-            typer.echo(f"{label:<15} n={row['n']:>5}  median focus {row['median_focus']:.3f}  mean {row['mean_focus']:.3f}")
+        if report is not None:  # faces of a plain SOURCE have no true label to summarise by
+            summary["occlusion"] = occlusion_check(explainer, pictures, records)
+            for label, row in summary["per_class"].items():
+                hidden = summary["occlusion"][label]
+                typer.echo(
+                    f"{label:<15} n={row['n']:>5}  median focus {row['median_focus']:.3f}  mean {row['mean_focus']:.3f}"
+                    f"  | prediction changed: lower face hidden {hidden['changed_lower_hidden']:.1%},"
+                    f" upper {hidden['changed_upper_hidden']:.1%}"
+                )
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(summary, indent=1))

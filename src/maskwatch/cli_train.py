@@ -54,6 +54,13 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         scene_oversample: int | None = typer.Option(
             None, "--scene-oversample", help="Repeat scene-photo faces this often per epoch."
         ),
+        focus_weight: float | None = typer.Option(
+            None, "--focus-weight", help="Weight of focus guidance: Grad-CAM mass asked onto nose, mouth and chin (0 = off)."
+        ),
+        focus_goal: float | None = typer.Option(None, "--focus-goal", help="Focus score above which a face costs no focus loss."),
+        focus_min_evidence: float | None = typer.Option(
+            None, "--focus-min-evidence", help="True-class evidence (logit units) the lower face must hold under focus guidance."
+        ),
         class_weighting: str | None = typer.Option(None, "--class-weighting", help="none, inverse or sqrt_inverse."),
         label_smoothing: float | None = typer.Option(None, "--label-smoothing"),
         weight_decay: float | None = typer.Option(None, "--weight-decay"),
@@ -89,6 +96,9 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             exclude=tuple(exclude) if exclude else None,
             seed=seed,
             scene_oversample=scene_oversample,
+            focus_weight=focus_weight,
+            focus_goal=focus_goal,
+            focus_min_evidence=focus_min_evidence,
             class_weighting=class_weighting,
             label_smoothing=label_smoothing,
             weight_decay=weight_decay,

@@ -7,10 +7,21 @@ known answers.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
+
+from maskwatch.crop import resize_square
 
 #: Lower-face template as fractions of the face box (x1, y1, x2, y2) when no landmarks exist.
 TEMPLATE = (0.12, 0.45, 0.88, 1.0)
+
+#: Crops are upscaled to this side before looking for landmarks (CenterFace likes >= 64 px faces).
+LANDMARK_SIZE = 256
+
+
+class _Detector(Protocol):
+    def detect(self, image: np.ndarray): ...
 
 
 def face_box_in_crop(crop_size: int, margin: float) -> np.ndarray:
@@ -53,3 +64,40 @@ def focus_score(cam: np.ndarray, region: np.ndarray) -> float:
     x1, y1, x2, y2 = region
     inside = (cx >= x1) & (cx <= x2) & (cy >= y1) & (cy <= y2)
     return float(cam[inside].sum() / total)
+
+
+def find_face(detector: _Detector | None, crop: np.ndarray, expected_box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(box, landmarks) in crop pixels of the detected face nearest ``expected_box``; None if none is found."""
+    if detector is None:
+        return None
+    scale = LANDMARK_SIZE / crop.shape[0]
+    found = detector.detect(resize_square(crop, LANDMARK_SIZE))
+    if found.landmarks is None or len(found.boxes) == 0:
+        return None
+    centre = (expected_box[:2] + expected_box[2:]) / 2 * scale
+    centres = (found.boxes[:, :2] + found.boxes[:, 2:]) / 2
+    best = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
+    return found.boxes[best] / scale, found.landmarks[best] / scale
+
+
+def locate_lower_face(detector: _Detector | None, crop: np.ndarray, *, margin: float | None) -> tuple[np.ndarray, bool]:
+    """(lower-face rectangle in crop pixels, whether landmarks placed it) for one square crop.
+
+    ``margin`` is the crop's known margin around an annotated face box (scene faces); ``None`` means a dataset
+    image without a box: many are tight face crops, but some are whole photos with small faces, so the detected
+    face's own box is used there.
+    """
+    box = face_box_in_crop(crop.shape[0], margin if margin is not None else 0.0)
+    face = find_face(detector, crop, box)
+    if face is None:
+        return lower_face_region(box), False
+    return lower_face_region(box if margin is not None else face[0], face[1]), True
+
+
+def region_mask(region: np.ndarray, size: int) -> np.ndarray:
+    """A (size, size) uint8 mask of the pixels whose centres lie in ``region`` - as :func:`focus_score` counts them."""
+    centres = np.arange(size) + 0.5
+    x1, y1, x2, y2 = region
+    rows = (centres >= y1) & (centres <= y2)
+    cols = (centres >= x1) & (centres <= x2)
+    return (rows[:, None] & cols[None, :]).astype(np.uint8)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.crop import resize_square
 from maskwatch.data.index import Sample
 from maskwatch.data.loading import load_samples
-from maskwatch.explain.focus import face_box_in_crop, focus_score, lower_face_region
+from maskwatch.explain.focus import focus_score, locate_lower_face, region_mask
 from maskwatch.explain.gradcam import Explainer, overlay, save_grid
 from maskwatch.progress import track
 from maskwatch.runtime.detectors import FaceDetector
@@ -22,9 +21,6 @@ log = logging.getLogger(__name__)
 
 #: Label of faces found in a plain SOURCE (no ground truth): pictures show the prediction only.
 UNLABELLED = "unlabelled"
-
-#: Crops are upscaled to this side before looking for landmarks (CenterFace likes >= 64 px faces).
-LANDMARK_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -36,20 +32,6 @@ class FocusRecord:
     probability: float
     focus: float
     used_landmarks: bool
-
-
-def find_face(detector: FaceDetector | None, crop: np.ndarray, expected_box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(box, landmarks) in crop pixels of the detected face nearest ``expected_box``; None if none is found."""
-    if detector is None:
-        return None
-    scale = LANDMARK_SIZE / crop.shape[0]
-    found = detector.detect(resize_square(crop, LANDMARK_SIZE))
-    if found.landmarks is None or len(found.boxes) == 0:
-        return None
-    centre = (expected_box[:2] + expected_box[2:]) / 2 * scale
-    centres = (found.boxes[:, :2] + found.boxes[:, 2:]) / 2
-    best = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
-    return found.boxes[best] / scale, found.landmarks[best] / scale
 
 
 def focus_report(
@@ -74,16 +56,7 @@ def focus_report(
         cams, probs = explainer(list(crops), target)
         for offset, (crop, cam, prob) in enumerate(zip(crops, cams, probs)):
             sample = loaded.samples[start + offset]
-            # Scene crops hold their annotated box inside a known margin. Dataset images have no box: many are tight
-            # face crops, but some are whole photos with small faces, so the detected face's own box is used there.
-            box = face_box_in_crop(size, margin if sample.box is not None else 0.0)
-            face = find_face(detector, crop, box)
-            marks = None
-            if face is not None:
-                marks = face[1]
-                if sample.box is None:
-                    box = face[0]
-            region = lower_face_region(box, marks)
+            region, used_landmarks = locate_lower_face(detector, crop, margin=margin if sample.box is not None else None)
             predicted = int(prob.argmax())
             records.append(
                 FocusRecord(
@@ -93,13 +66,54 @@ def focus_report(
                     explainer.labels[predicted],
                     float(prob[predicted]),
                     focus_score(cam, region),
-                    marks is not None,
+                    used_landmarks,
                 )
             )
             keep["crops"].append(crop)
             keep["cams"].append(cam)
             keep["regions"].append(region)
     return records, keep
+
+
+#: Fill for hidden regions: ImageNet's mean colour, a flat patch with no texture of its own.
+OCCLUDER_RGB = (124, 116, 104)
+
+
+def upper_face_region(lower: np.ndarray) -> np.ndarray:
+    """The same-sized rectangle right above the lower face (eyes, brows): the control for the occlusion check."""
+    x1, y1, x2, y2 = (float(v) for v in lower)
+    return np.array([x1, max(0.0, 2 * y1 - y2), x2, y1], np.float32)
+
+
+def hide(crop: np.ndarray, region: np.ndarray) -> np.ndarray:
+    covered = crop.copy()
+    covered[region_mask(region, crop.shape[0]).astype(bool)] = OCCLUDER_RGB
+    return covered
+
+
+def occlusion_check(explainer: Explainer, pictures: dict, records: Sequence[FocusRecord], batch_size: int = 64) -> dict:
+    """How often the prediction changes when the lower face, or the same area above it, is hidden - a check that
+    does not rely on Grad-CAM. A model that reads the mouth and nose changes its mind far more often for the first.
+    """
+    crops, regions = pictures["crops"], pictures["regions"]
+
+    def predictions(images: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(
+            [explainer.predict(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
+        )
+
+    clean = np.array([explainer.labels.index(r.predicted) for r in records])
+    lower = predictions([hide(c, r) for c, r in zip(crops, regions)])
+    upper = predictions([hide(c, upper_face_region(r)) for c, r in zip(crops, regions)])
+    result: dict = {}
+    for label in sorted({r.label for r in records}):
+        keep = np.array([r.label == label for r in records])
+        result[label] = {
+            "n": int(keep.sum()),
+            "changed_lower_hidden": float(np.mean(lower[keep] != clean[keep])),
+            "changed_upper_hidden": float(np.mean(upper[keep] != clean[keep])),
+        }
+    return result
 
 
 def summarise(records: Sequence[FocusRecord]) -> dict:

@@ -31,6 +31,9 @@ class TrainConfig:
     seed: int = 0
     cache_views: int = 6  # augmented views of each training face whose trunk features are cached
     scene_oversample: int = 1  # repeat faces cropped from scene photos (VOC boxes) this often per epoch
+    focus_weight: float = 0.0  # > 0: add focus guidance (CAM mass on the lower face) to the loss, with this weight
+    focus_goal: float = 0.8  # faces whose CAM focus reaches this cost no focus loss
+    focus_min_evidence: float = 1.0  # ... and whose lower face holds at least this much true-class evidence (logit units)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     exclude: tuple[str, ...] = field(default_factory=tuple)  # files listing paths to leave out

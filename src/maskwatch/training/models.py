@@ -99,5 +99,20 @@ def build_model(
     return net
 
 
+def resplit(model: MaskClassifierNet, trainable_blocks: int) -> MaskClassifierNet:
+    """The same weights with a new trunk/top cut: only the last ``trainable_blocks`` blocks train.
+
+    Lets ``--init`` fine-tune a fully fine-tuned checkpoint on a CPU, where only the cached-features recipe is fast.
+    """
+    blocks = [*model.trunk, *model.top]
+    k = max(0, min(trainable_blocks, len(blocks)))
+    model.trunk, model.top = nn.Sequential(*blocks[: len(blocks) - k]), nn.Sequential(*blocks[len(blocks) - k :])
+    for parameter in model.trunk.parameters():
+        parameter.requires_grad_(False)
+    for parameter in [*model.top.parameters(), *model.head.parameters()]:
+        parameter.requires_grad_(True)
+    return model.train(model.training)
+
+
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

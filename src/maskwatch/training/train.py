@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torchvision import tv_tensors
 
 from maskwatch.data.index import index_sources
 from maskwatch.data.loading import LoadedSamples, assign_splits, load_samples
@@ -28,7 +29,8 @@ from maskwatch.metrics import classification_report, expected_calibration_error,
 from maskwatch.progress import track
 from maskwatch.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, torch_threads
 from maskwatch.training.config import TrainConfig
-from maskwatch.training.models import MaskClassifierNet, build_model, count_parameters
+from maskwatch.training.focus_guidance import cam_focus, class_maps, focus_penalty, lower_face_masks, pool_masks
+from maskwatch.training.models import MaskClassifierNet, build_model, count_parameters, resplit
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +92,32 @@ def device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def augment_batch(crops: np.ndarray, masks: np.ndarray | None, transform) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Transform crops, and their lower-face masks through the same geometry (torchvision moves tv_tensors.Mask along)."""
+    if masks is None:
+        return to_batch(crops, transform), None
+    pairs = [transform(crop, tv_tensors.Mask(torch.from_numpy(mask))) for crop, mask in zip(crops, masks)]
+    return torch.stack([image for image, _ in pairs]), pool_masks(torch.stack([mask for _, mask in pairs]))
+
+
 @torch.no_grad()
-def cache_features(model: MaskClassifierNet, crops: np.ndarray, transform, batch_size: int, what: str) -> torch.Tensor:
-    """Run the frozen trunk over ``crops`` once and keep the result (float16 to halve memory)."""
+def cache_features(
+    model: MaskClassifierNet, crops: np.ndarray, transform, batch_size: int, what: str, masks: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the frozen trunk over ``crops`` once and keep the result (float16 to halve memory), with the
+    lower-face masks moved by the same augmentation when ``masks`` is given."""
     model.eval()
-    parts = []
+    parts, mask_parts = [], []
     starts = range(0, len(crops), batch_size)
     device = device_of(model)
     for start in track(starts, description=f"caching {what}", total=len(starts)):
-        batch = to_batch(crops[start : start + batch_size], transform).to(device)
-        parts.append(model.trunk(batch).half().cpu())
-    return torch.cat(parts) if parts else torch.zeros(0)
+        stop = start + batch_size
+        batch, batch_masks = augment_batch(crops[start:stop], None if masks is None else masks[start:stop], transform)
+        parts.append(model.trunk(batch.to(device)).half().cpu())
+        mask_parts.append(batch_masks)
+    if not parts:
+        return torch.zeros(0), None
+    return torch.cat(parts), (torch.cat(mask_parts) if masks is not None else None)
 
 
 def epoch_order(pool: np.ndarray, generator: torch.Generator) -> torch.Tensor:
@@ -120,6 +137,29 @@ def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> torch.Te
     else:
         raise ValueError(f"class_weighting {scheme!r}: choose none, inverse or sqrt_inverse")
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+@torch.no_grad()
+def predicted_focus(model: MaskClassifierNet, inputs: torch.Tensor, masks: torch.Tensor, *, on_features: bool) -> np.ndarray:
+    """Focus score of each face's CAM for its predicted class - what ``maskwatch explain --report`` measures."""
+    model.eval()
+    device = device_of(model)
+    scores = []
+    for i in range(0, len(inputs), 256):
+        batch = inputs[i : i + 256].to(device).float()
+        activations = model.top(batch if on_features else model.trunk(batch))
+        classes = model.head(activations).argmax(1)
+        scores.append(cam_focus(activations, model.head[-1], classes, masks[i : i + 256].to(device)).cpu())
+    return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+
+
+def face_masks(loaded: LoadedSamples, margin: float) -> tuple[np.ndarray, float]:
+    """Lower-face masks for every crop, from CenterFace landmarks as ``maskwatch explain`` places them."""
+    from maskwatch.runtime.detectors import make_detector
+
+    detector = make_detector("centerface", input_size=0, threshold=0.3)
+    margins = [margin if sample.box is not None else None for sample in loaded.samples]
+    return lower_face_masks(loaded.crops, margins, detector)
 
 
 @torch.no_grad()
@@ -151,6 +191,8 @@ def train(config: TrainConfig) -> dict:
         model, init_meta = load_checkpoint(resolve_checkpoint(config.init))
         if init_meta["labels"] != list(LABELS) or init_meta["model"] != config.model:
             raise ValueError(f"--init checkpoint is a {init_meta['model']} over {init_meta['labels']}")
+        if config.trainable_blocks is not None:
+            resplit(model, config.trainable_blocks)
         model.train()
     else:
         model = build_model(config.model, len(LABELS), pretrained=config.pretrained, trainable_blocks=config.trainable_blocks)
@@ -162,21 +204,34 @@ def train(config: TrainConfig) -> dict:
     augment = train_transform(size=config.input_size)
     clean = eval_transform()
     generator = torch.Generator().manual_seed(config.seed)
+    guided = config.focus_weight > 0
+    masks = clean_masks = None
+    if guided:
+        masks, landmark_share = face_masks(loaded, config.margin)
+        clean_masks = pool_masks(torch.from_numpy(masks))
+        log.info(
+            "focus guidance: weight %g, goal %.2f; %.1f%% of regions from landmarks",
+            config.focus_weight,
+            config.focus_goal,
+            100 * landmark_share,
+        )
     if on_features:
-        inputs = cache_features(model, loaded.crops, clean, config.batch_size, "clean faces")
-        views = [inputs[idx["train"]]]
+        inputs, _ = cache_features(model, loaded.crops, clean, config.batch_size, "clean faces")
+        views, mask_views = [inputs[idx["train"]]], [clean_masks[idx["train"]]] if guided else []
         for view in range(config.cache_views):
             torch.manual_seed(config.seed * 1000 + view)
-            views.append(
-                cache_features(
-                    model,
-                    loaded.crops[idx["train"]],
-                    augment,
-                    config.batch_size,
-                    f"augmented view {view + 1}/{config.cache_views}",
-                )
+            features, view_masks = cache_features(
+                model,
+                loaded.crops[idx["train"]],
+                augment,
+                config.batch_size,
+                f"augmented view {view + 1}/{config.cache_views}",
+                masks=masks[idx["train"]] if guided else None,
             )
+            views.append(features)
+            mask_views.append(view_masks)
         train_views = torch.stack(views, dim=1)  # (N_train, V+1, C, H, W)
+        train_mask_views = torch.stack(mask_views, dim=1) if guided else None  # (N_train, V+1, G, G)
     else:
         inputs = to_batch(loaded.crops, clean)
 
@@ -218,17 +273,28 @@ def train(config: TrainConfig) -> dict:
         torch.manual_seed(config.seed + epoch)
         model.train()
         order = epoch_order(epoch_pool, generator.manual_seed(config.seed + epoch))
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, correct, seen, focus_sum = 0.0, 0, 0, 0.0
         batches = range(0, len(order), config.batch_size)
         for start in track(batches, description=f"epoch {epoch}/{config.epochs}", total=len(batches)):
             pick = order[start : start + config.batch_size]
             targets = y_t[idx["train"]][pick].to(device)
             if on_features:
                 view = torch.randint(0, train_views.shape[1], (len(pick),))
-                logits = model.forward_top(train_views[pick, view].to(device).float())
+                activations = model.top(train_views[pick, view].to(device).float())
+                batch_masks = train_mask_views[pick, view] if guided else None
             else:
-                logits = model(to_batch(loaded.crops[idx["train"][pick.numpy()]], augment).to(device))
+                where = idx["train"][pick.numpy()]
+                images, batch_masks = augment_batch(loaded.crops[where], masks[where] if guided else None, augment)
+                activations = model.top(model.trunk(images.to(device)))
+            logits = model.head(activations)
             loss = criterion(logits, targets)
+            if guided:
+                maps = class_maps(activations, model.head[-1], targets)
+                penalty, focus = focus_penalty(
+                    maps, batch_masks.to(device), goal=config.focus_goal, min_evidence=config.focus_min_evidence
+                )
+                loss = loss + config.focus_weight * penalty
+                focus_sum += float(focus.detach().sum())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -255,13 +321,18 @@ def train(config: TrainConfig) -> dict:
             **{f"val_precision_{k}": v["precision"] for k, v in val_report["per_class"].items()},
             **{f"val_recall_{k}": v["recall"] for k, v in val_report["per_class"].items()},
         }
+        if guided:
+            row["train_mean_focus"] = focus_sum / max(seen, 1)
+            val_focus = predicted_focus(model, inputs[idx["val"]], clean_masks[idx["val"]], on_features=on_features)
+            row["val_median_focus"] = float(np.median(val_focus))
+            row["val_empty_cam_share"] = float(np.mean(val_focus <= 0))  # no positive evidence at all: no map to show
         history.append(row)
         improved = row["val_macro_f1"] > best_f1
         if improved:
             best_f1, best_epoch = row["val_macro_f1"], epoch
             save_checkpoint(model, meta, out / "best.safetensors")
         log.info(
-            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f%s",
+            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f%s%s",
             epoch,
             row["train_loss"],
             row["train_accuracy"],
@@ -270,6 +341,7 @@ def train(config: TrainConfig) -> dict:
             row["val_macro_precision"],
             row["val_macro_recall"],
             row["val_macro_f1"],
+            f" focus {row['val_median_focus']:.3f} (empty {row['val_empty_cam_share']:.1%})" if guided else "",
             "  *best" if improved else "",
         )
         write_history(history, out)
