@@ -125,6 +125,10 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             typer.echo(
                 f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}"
             )
+        for label, row in report.get("test_focus", {}).get("all", {}).items():
+            typer.echo(
+                f"test focus {label:<14} n={row['n']:>5}  median {row['median_focus']:.3f}  (Grad-CAM share on the lower face)"
+            )
         typer.echo(f"run folder: {cfg.out}  (report.json, metrics.csv, curves.png, confusion_*.png, model.onnx)")
 
     @app.command()
