@@ -74,17 +74,33 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
                 cv2.imwrite(str(out / name), cv2.cvtColor(overlay(pictures["crops"][i], pictures["cams"][i]), cv2.COLOR_RGB2BGR))
         if report is not None:  # faces of a plain SOURCE have no true label to summarise by
             summary["occlusion"] = occlusion_check(explainer, pictures, records)
-            for label, row in summary["per_class"].items():
-                hidden = summary["occlusion"][label]
-                typer.echo(
-                    f"{label:<15} n={row['n']:>5}  median focus {row['median_focus']:.3f}  mean {row['mean_focus']:.3f}"
-                    f"  | prediction changed: lower face hidden {hidden['changed_lower_hidden']:.1%},"
-                    f" upper {hidden['changed_upper_hidden']:.1%}"
-                )
+            _print_report(summary)
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(summary, indent=1))
         typer.echo(f"pictures: {out}/ ({gallery.name})")
+
+
+def _print_report(summary: dict) -> None:
+    """Focus per source and class, then per class with the occlusion check, as console tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Grad-CAM share on nose, mouth and chin (focus)")
+    for column in ("source", "class", "faces", "median focus", "mean focus"):
+        table.add_column(column, justify="left" if column in ("source", "class") else "right")
+    rows = [(source, label, row) for source, per_class in summary["per_source"].items() for label, row in per_class.items()]
+    rows += [("all", label, row) for label, row in summary["per_class"].items()]
+    for source, label, row in rows:
+        table.add_row(source, label, str(row["n"]), f"{row['median_focus']:.3f}", f"{row['mean_focus']:.3f}")
+    hidden = Table(title="Prediction changed when a grey patch hides ...")
+    for column in ("class", "faces", "the lower face", "the band above it"):
+        hidden.add_column(column, justify="left" if column == "class" else "right")
+    for label, row in summary["occlusion"].items():
+        hidden.add_row(label, str(row["n"]), f"{row['changed_lower_hidden']:.1%}", f"{row['changed_upper_hidden']:.1%}")
+    console = Console()
+    console.print(table)
+    console.print(hidden)
 
 
 def _faces_in(source: Path, crops: bool, detector, fail) -> list:
