@@ -108,7 +108,8 @@ def test_resplit_keeps_the_function_and_moves_the_cut():
 
 
 @pytest.mark.slow
-def test_focus_guided_fine_tune_logs_focus_each_epoch(tmp_path: Path):
+@pytest.mark.parametrize("cache_views", ["1", "0"])  # cached trunk features, and online augmentation of the whole net
+def test_focus_guided_fine_tune_logs_focus_each_epoch(tmp_path: Path, cache_views: str):
     faces = write_class_tree(tmp_path / "faces", per_class=8, size=48)
     init = tmp_path / "init.safetensors"
     from maskwatch.training.checkpoint import save_checkpoint
@@ -117,7 +118,7 @@ def test_focus_guided_fine_tune_logs_focus_each_epoch(tmp_path: Path):
     meta = {"model": "mobilenet_v2", "labels": LABELS, "input_size": 32, "margin": 0.15, "trainable_blocks": 19}
     save_checkpoint(model, {**meta, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "temperature": 1.0}, init)
     out = tmp_path / "run"
-    options = ["--input-size", "32", "--cache-views", "1", "--batch-size", "16"]
+    options = ["--input-size", "32", "--cache-views", cache_views, "--batch-size", "16"]
     result = CliRunner().invoke(
         app,
         ["train", "--data", str(faces), "--init", str(init), "--trainable-blocks", "3", "--epochs", "2", "--out", str(out)]
@@ -127,3 +128,4 @@ def test_focus_guided_fine_tune_logs_focus_each_epoch(tmp_path: Path):
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 2 and all(0 <= row["val_median_focus"] <= 1 for row in history)
     assert "train_mean_focus" in (out / "metrics.csv").read_text().splitlines()[0]
+    assert json.loads((out / "report.json").read_text())["test_focus"]["all"]  # whichever classes the tiny test split holds
