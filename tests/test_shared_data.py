@@ -65,3 +65,23 @@ def test_shipped_model_reproduces_its_recorded_test_scores():
         assert report["n"] == expected["n"]
         assert report["accuracy"] == pytest.approx(expected["accuracy"], abs=0.0025), source
         assert report["macro_f1"] == pytest.approx(expected["macro_f1"], abs=0.005), source
+
+
+@pytest.mark.slow
+def test_shipped_model_looks_at_the_lower_face():
+    """Median Grad-CAM focus of the shipped model stays >= 0.6 for masked classes on every source (every 4th test face)."""
+    pytest.importorskip("pytorch_grad_cam")
+    from maskwatch.explain.gradcam import Explainer
+    from maskwatch.explain.report import focus_report, summarise
+    from maskwatch.runtime.detectors import make_detector
+    from maskwatch.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+    net, meta = load_checkpoint(resolve_checkpoint("default"))
+    samples = [r.sample for r in read_manifest(SPLITS) if r.split == "test"][::4]
+    detector = make_detector("centerface", input_size=0, threshold=0.3)
+    records, _ = focus_report(samples, Explainer(net, meta["labels"], meta["temperature"]), meta, detector=detector)
+    per_source = summarise(records)["per_source"]
+    for source, per_class in per_source.items():
+        for label in ("with_mask", "mask_incorrect"):
+            if label in per_class and per_class[label]["n"] >= 3:
+                assert per_class[label]["median_focus"] >= 0.6, (source, label, per_class[label])
