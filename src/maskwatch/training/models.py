@@ -88,21 +88,17 @@ def build_model(
     model = backbone.build()
     if pretrained:
         model.load_state_dict(load_state_dict(resolve_imagenet_weights(name)))
-    blocks = backbone.blocks(model)
+    net = MaskClassifierNet(
+        nn.Sequential(), nn.Sequential(*backbone.blocks(model)), nn.Linear(backbone.head_in(model), num_classes), dropout
+    )
     k = backbone.default_trainable_blocks if trainable_blocks is None else trainable_blocks
-    k = max(0, min(k, len(blocks)))
-    trunk, top = nn.Sequential(*blocks[: len(blocks) - k]), nn.Sequential(*blocks[len(blocks) - k :])
-    for parameter in trunk.parameters():
-        parameter.requires_grad_(False)
-    net = MaskClassifierNet(trunk, top, nn.Linear(backbone.head_in(model), num_classes), dropout)
-    net.train()
-    return net
+    return resplit(net.train(), k)
 
 
 def resplit(model: MaskClassifierNet, trainable_blocks: int) -> MaskClassifierNet:
-    """The same weights with a new trunk/top cut: only the last ``trainable_blocks`` blocks train.
-
-    Lets ``--init`` fine-tune a fully fine-tuned checkpoint on a CPU, where only the cached-features recipe is fast.
+    """Cut the blocks into a frozen trunk and a trainable top: only the last ``trainable_blocks`` blocks (and the head)
+    train. Also re-cuts a built model, which lets ``--init`` fine-tune a fully fine-tuned checkpoint on a CPU, where
+    only the cached-features recipe is fast.
     """
     blocks = [*model.trunk, *model.top]
     k = max(0, min(trainable_blocks, len(blocks)))
