@@ -12,6 +12,8 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -189,8 +191,25 @@ def predict_logits(model: MaskClassifierNet, inputs: torch.Tensor, *, on_feature
     return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features), np.float32)
 
 
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """Same config, same weights: some CPU backward kernels (those under the focus loss among them) otherwise sum in
+    an order that varies from run to run, and 8 epochs turn that into a different best epoch. Restored afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def train(config: TrainConfig) -> dict:
     """Run the whole recipe and return the final report (also written to ``out/report.json``)."""
+    with deterministic_algorithms():
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> dict:
     torch_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
