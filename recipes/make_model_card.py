@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--time-note", default="", help="a remark on how and where it ran")
     parser.add_argument("--command", default="maskwatch train --config recipes/default.yaml")
     parser.add_argument("--origin", default="", help="for a run started with --init: how that checkpoint was made")
+    parser.add_argument("--limit", action="append", default=[], help="an extra line for the Limits section (repeatable)")
     args = parser.parse_args()
     report = json.loads((args.run / "report.json").read_text())
     config = json.loads((args.run / "config.json").read_text())
@@ -144,8 +145,10 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
   with several faces, where the scored region is one small face and the map covers another person or a mask drawing.
 - `recipes/exclusions.txt` lists one test image whose label is wrong for this task (a beauty face-sheet with open
   nose and mouth, labelled with_mask), found while reading the test errors; the scores above still count it.
-- Not a face-recognition model; it stores nothing about identities.
-""")
+- Not a face-recognition model; it stores nothing about identities.""")
+    for line in args.limit:
+        print(f"- {line}")
+    print()
 
 
 if __name__ == "__main__":
