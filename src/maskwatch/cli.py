@@ -114,35 +114,74 @@ def detect(
 @app.command()
 def evaluate(
     data_dir: Path = typer.Argument(
-        ..., help="Class-folder tree of face crops (with_mask/, without_mask/, mask_incorrect/ or aliases)."
+        ...,
+        help="Labelled faces: a class-folder tree (with_mask/, without_mask/, mask_incorrect/ or aliases), a Pascal VOC "
+        "scene folder (images/ + annotations/), or a split manifest (splits.csv[.gz]) with --split.",
     ),
     model: str | None = typer.Option(
         None, "--model", help="ONNX classifier or .safetensors checkpoint (default: the shipped model)."
     ),
+    split: str = typer.Option("test", "--split", help="With a split manifest: which split's faces to score."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the confusion-matrix PNG (default: beside --json, or ./maskwatch-eval)."
     ),
+    gallery: Path | None = typer.Option(
+        None, "--gallery", help="Folder for error galleries: a PNG of mistakes per source (true -> predicted, p) + mistakes.json."
+    ),
 ) -> None:
-    """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on face crops."""
+    """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
     from maskwatch.runtime.classifier import ModelFileError
-    from maskwatch.runtime.evaluate import evaluate_folder, write_evaluation
+    from maskwatch.runtime.evaluate import evaluate_source, is_manifest, save_error_galleries, write_evaluation
 
-    if not data_dir.is_dir():
-        _fail(f"{data_dir}: not a folder")
+    if not (data_dir.is_dir() or is_manifest(data_dir)):
+        _fail(f"{data_dir}: not a folder or a split manifest (.csv / .csv.gz)")
     try:
         classifier = _classifier_for(model)
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
-    result, problems = evaluate_folder(data_dir, classifier)
+    result, scored, problems = evaluate_source(data_dir, classifier, split=split)
     for problem in problems:
         log.warning("%s", problem)
     if result["n"] == 0:
         _fail(f"{data_dir}: no usable images found")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
     written = write_evaluation(result, json_out, picture_dir)
+    if gallery is not None:
+        written += save_error_galleries(scored, classifier.labels, gallery)
     _print_report(result)
     log.info("wrote %s", ", ".join(map(str, written)))
+
+
+@app.command("check-model")
+def check_model(
+    model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped int8 model)."),
+) -> None:
+    """Check that this CPU computes what the exporting machine computed (reference outputs stored in the model)."""
+    from maskwatch.runtime.classifier import ModelFileError
+    from maskwatch.runtime.selfcheck import check_outputs, cpu_description
+
+    try:
+        classifier = _classifier_for(model)
+    except (ModelFileError, ValueError) as error:
+        _fail(str(error))
+    here = cpu_description()
+    typer.echo(f"model: {classifier.path}")
+    typer.echo(f"this CPU: {here['cpu']} ({', '.join(here['isa']) or 'no AVX2 flags'}), onnxruntime {here['onnxruntime']}")
+    parity = classifier.info.extra.get("parity")
+    if parity:
+        on = parity.get("measured_on", {})
+        typer.echo(
+            f"recorded parity: int8 {parity['int8_accuracy']:.4f} vs fp32 {parity['fp32_accuracy']:.4f} on {parity['n']} faces "
+            f"({parity.get('crops', '?')}), measured on {on.get('cpu', '?')} ({', '.join(on.get('isa', []))})"
+        )
+    check = check_outputs(classifier)
+    if check is None:
+        typer.echo("no reference outputs in this model file (exported before they were recorded); nothing to compare")
+        return
+    typer.echo(f"outputs: {check.summary()}")
+    if not check.ok:
+        raise typer.Exit(1)
 
 
 def _classifier_for(model: str | None):
@@ -171,7 +210,19 @@ def _print_report(result: dict) -> None:
         table.add_column(column, justify="right" if column != "class" else "left")
     for label, row in result["per_class"].items():
         table.add_row(label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    if len(result.get("per_source", {})) > 1:
+        sources = Table(title="per source")
+        for column in ("source", "n", "accuracy", "macro-F1", *(f"{label} recall" for label in result["labels"])):
+            sources.add_column(column, justify="left" if column == "source" else "right")
+        for name, row in result["per_source"].items():
+            recalls = [
+                f"{row['per_class'][label]['recall']:.4f}" if row["per_class"][label]["support"] else "-"
+                for label in row["labels"]
+            ]
+            sources.add_row(name, str(row["n"]), f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}", *recalls)
+        console.print(sources)
 
 
 @app.command("evaluate-scenes")
@@ -186,14 +237,22 @@ def evaluate_scenes(
     detector_size: int = typer.Option(960, "--detector-size", help="Detector input, longer side (0 = native)."),
     min_face_score: float = typer.Option(0.2, "--min-face-score"),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
+    splits: Path | None = typer.Option(
+        None, "--splits", help="A split manifest (splits.csv[.gz]): score only the photos whose faces are in --split."
+    ),
+    split: str = typer.Option("test", "--split", help="With --splits: which split's photos to score."),
 ) -> None:
     """Detection + classification scores on annotated scenes: AP per class, mAP, face AP, compliance mAP."""
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
-    from maskwatch.runtime.scenes import load_ground_truth, predict_scenes, read_predictions
+    from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes, read_predictions
 
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)
+    if splits is not None:
+        if not splits.is_file():
+            _fail(f"{splits}: no such split manifest")
+        truth = keep_split(truth, splits, split)
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Sequence
@@ -86,7 +87,10 @@ def write_manifest(rows: Sequence[ManifestRow], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
+    raw = os.fdopen(fd, "wb")
+    # gzip with mtime 0: the same rows give the same bytes, so a committed manifest only changes when its rows do
+    binary = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if path.name.endswith(".gz") else raw
+    with raw, binary, io.TextIOWrapper(binary, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_FIELDS)
         for row in rows:

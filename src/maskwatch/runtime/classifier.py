@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.crop import resize_square
+from maskwatch.crop import resize_square, whole_image_crop
 from maskwatch.metrics import softmax
 from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
 from maskwatch.runtime.session import create_session
@@ -51,6 +51,11 @@ class ClassifierInfo:
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: maskwatch metadata is incomplete ({error})") from None
 
+    @property
+    def whole_image(self) -> str:
+        """How the model was trained to see a file that is one whole face; models before issue 9 saw it stretched."""
+        return str(self.extra.get("whole_image", "stretch"))
+
 
 def read_classifier_info(session, path: str) -> ClassifierInfo:
     props = session.get_modelmeta().custom_metadata_map
@@ -80,6 +85,10 @@ class OnnxMaskClassifier:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.info.labels
+
+    def face_file_crop(self, image: np.ndarray) -> np.ndarray:
+        """A file that is one whole face (a class-folder image) cut the way this model's training cut such files."""
+        return whole_image_crop(image, geometry=self.info.whole_image, margin=self.info.margin, size=self.info.input_size)
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 crops of any size -> normalised NCHW float32 batch."""

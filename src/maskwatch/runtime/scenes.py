@@ -43,6 +43,16 @@ def load_ground_truth(images_dir: Path, annotations_dir: Path) -> tuple[GroundTr
     return truth, problems
 
 
+def keep_split(truth: GroundTruth, manifest: Path, split: str) -> GroundTruth:
+    """Only the photos whose faces the manifest puts in ``split`` (all faces of a photo share one split)."""
+    from maskwatch.data.splits import read_manifest
+
+    in_split = {Path(row.sample.path).resolve() for row in read_manifest(manifest) if row.split == split and row.sample.box}
+    kept = {stem: item for stem, item in truth.items() if Path(item[0]).resolve() in in_split}
+    log.info("%d of %d annotated photos are in the %s split of %s", len(kept), len(truth), split, manifest)
+    return kept
+
+
 def predict_scenes(truth: GroundTruth, pipeline: MaskDetector) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for stem, (path, _) in track(truth.items(), description="scenes", total=len(truth)):
