@@ -11,7 +11,7 @@ import typer
 log = logging.getLogger("maskwatch")
 
 
-def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = "val"):
+def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = "val", whole_image: str = "crop"):
     """(crops, label indices) from a splits.csv (rows of ``split``) or a class-folder tree."""
     from maskwatch.data.index import index_source
     from maskwatch.data.loading import load_samples
@@ -22,7 +22,7 @@ def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = 
         samples = [row.sample for row in read_manifest(source) if row.split == split]
     else:
         samples = index_source(source).samples
-    loaded = load_samples(samples, size=size, margin=margin)
+    loaded = load_samples(samples, size=size, margin=margin, whole_image=whole_image)
     for problem in loaded.problems:
         log.warning("%s", problem)
     return list(loaded.crops), [LABELS.index(s.label) for s in loaded.samples]
@@ -145,12 +145,17 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             "auto", "--method", help="Calibration: auto (best fp32 agreement), minmax, percentile or entropy."
         ),
         max_drop: float = typer.Option(0.5, "--max-drop", help="Refuse the int8 model if accuracy drops more (points)."),
+        weights: str = typer.Option(
+            "u8",
+            "--weights",
+            help="int8 weight type: u8 (same results on every x86 CPU), s8 (saturates on AVX2 without VNNI) or s8-reduced.",
+        ),
     ) -> None:
         """Export a checkpoint to ONNX (+ int8), with parity checks against PyTorch and fp32."""
         if format != "onnx":
             fail(f"format {format!r} is not supported; choose: onnx")
         from maskwatch.export.onnx_export import export_onnx, parity_torch_vs_onnx
-        from maskwatch.export.quantize import ParityError, check_parity, quantize_int8
+        from maskwatch.export.quantize import ParityError, check_parity, quantize_int8, record_parity
         from maskwatch.training.checkpoint import CheckpointError, load_checkpoint
 
         try:
@@ -166,7 +171,11 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             fail(str(error))
         calibration = calibration or model.parent / "splits.csv"
         crops, labels = (
-            load_labelled_crops(calibration, size=meta["input_size"], margin=meta["margin"]) if calibration.exists() else ([], [])
+            load_labelled_crops(
+                calibration, size=meta["input_size"], margin=meta["margin"], whole_image=meta.get("whole_image", "stretch")
+            )
+            if calibration.exists()
+            else ([], [])
         )
         import numpy as np
 
@@ -184,7 +193,7 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         if not crops:
             fail(f"calibration set {calibration} has no images; give --calibration with real face crops")
         int8_path = fp32_path.with_name(fp32_path.stem + "_int8.onnx")
-        quantize_int8(fp32_path, int8_path, crops, method=method, calibration_source=str(calibration))
+        quantize_int8(fp32_path, int8_path, crops, method=method, weights=weights, calibration_source=str(calibration))
         parity = check_parity(fp32_path, int8_path, crops, labels)
         typer.echo(
             f"int8: {int8_path} ({int8_path.stat().st_size / 1e6:.2f} MB); on {parity.n} calibration-split faces: "
@@ -193,6 +202,7 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         if parity.drop_points > max_drop:
             int8_path.unlink(missing_ok=True)
             fail(str(ParityError(f"int8 accuracy dropped {parity.drop_points:.2f} points (> {max_drop}); int8 model not kept")))
+        record_parity(int8_path, parity, f"{calibration} (calibration split, {parity.n} faces)")
 
     @app.command("fetch-weights")
     def fetch_weights(model: str = typer.Argument("mobilenet_v2", help="Backbone whose ImageNet weights to fetch.")) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,9 @@ from maskwatch.crop import crop_face
 from maskwatch.results import Face, FrameResult
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.detectors import FaceDetector, make_detector
+from maskwatch.runtime.selfcheck import check_outputs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,17 @@ class DetectorConfig:
     threads: int = 0
 
 
+def warn_if_departed(classifier: OnnxMaskClassifier) -> None:
+    """One warning when this CPU's outputs differ from those recorded at export (8 small inputs, a few ms)."""
+    check = check_outputs(classifier)
+    if check is not None and not check.ok:
+        log.warning(
+            "%s: this CPU's results %s; run `maskwatch check-model` for details, or use an fp32 model (--model)",
+            classifier.path,
+            check.summary(),
+        )
+
+
 class MaskDetector:
     """Faces and mask labels for one RGB image at a time; sessions are built once."""
 
@@ -40,6 +55,7 @@ class MaskDetector:
     ):
         self.config = config
         self.classifier = classifier or OnnxMaskClassifier(config.model, device=config.device, threads=config.threads)
+        warn_if_departed(self.classifier)
         options: dict = {"device": config.device, "threads": config.threads}
         if config.detector == "centerface":
             options.update(input_size=config.detector_size, threshold=min(config.min_face_score, 0.35))
