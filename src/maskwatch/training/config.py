@@ -19,6 +19,7 @@ class TrainConfig:
     init: str | None = None  # "default" (the shipped model) or a checkpoint to fine-tune from
     input_size: int = 128
     margin: float = 0.15
+    whole_image: str = "crop"  # how a class-folder file becomes a square crop: crop (the runtime's geometry) | stretch
     min_face: int = 10
     trainable_blocks: int | None = None  # None: the backbone's default
     epochs: int = 20
@@ -28,6 +29,9 @@ class TrainConfig:
     label_smoothing: float = 0.05
     class_weighting: str = "sqrt_inverse"  # none | inverse | sqrt_inverse
     patience: int = 6
+    # Keep the epoch with the best val macro-F1 among those whose val mask_incorrect recall on faces from scene photos
+    # reaches this floor (0: plain best val macro-F1); when no epoch reaches it, the best macro-F1 of all is kept.
+    incorrect_recall_floor: float = 0.0
     seed: int = 0
     cache_views: int = 6  # augmented views of each training face whose trunk features are cached
     scene_oversample: int = 1  # repeat faces cropped from scene photos (VOC boxes) this often per epoch

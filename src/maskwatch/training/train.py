@@ -55,7 +55,7 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
     report = index_sources([Path(p) for p in config.data], min_face=config.min_face)
     excluded = read_exclusions(config.exclude)
     samples = [s for s in report.samples if not any(str(s.path).endswith(e) for e in excluded)]
-    loaded = load_samples(samples, size=config.input_size, margin=config.margin)
+    loaded = load_samples(samples, size=config.input_size, margin=config.margin, whole_image=config.whole_image)
     problems = report.problems + loaded.problems
     for problem in problems:
         log.warning("%s", problem)
@@ -74,7 +74,14 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
 def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
     """Load exactly the samples and splits of an earlier run's manifest."""
     rows = read_manifest(Path(config.splits))
-    loaded = load_samples([r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False)
+    excluded = read_exclusions(config.exclude)
+    if excluded:
+        kept_rows = [r for r in rows if not any(str(r.sample.path).endswith(e) for e in excluded)]
+        log.info("%d of %d manifest faces excluded as mislabelled", len(rows) - len(kept_rows), len(rows))
+        rows = kept_rows
+    loaded = load_samples(
+        [r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False, whole_image=config.whole_image
+    )
     split_of = {(r.sample.path, r.sample.box): r.split for r in rows}
     kept = {(s.path, s.box) for s in loaded.samples}
     write_manifest(
@@ -191,6 +198,21 @@ def predict_logits(model: MaskClassifierNet, inputs: torch.Tensor, *, on_feature
     return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features), np.float32)
 
 
+def photo_incorrect_recall(logits: np.ndarray, truth: np.ndarray, from_photos: np.ndarray) -> float:
+    """Recall of ``mask_incorrect`` on the faces cut from scene photos (real masks, not synthetic ones); NaN if none."""
+    incorrect = LABELS.index("mask_incorrect")
+    real = from_photos & (truth == incorrect)
+    return float((logits[real].argmax(1) == incorrect).mean()) if real.any() else float("nan")
+
+
+def selection_score(row: dict, incorrect_recall_floor: float) -> tuple[float, float]:
+    """Epochs are compared on (reaches the real-photo mask_incorrect recall floor, val macro-F1): macro-F1 decides
+    among epochs on the same side of the floor, and any epoch that reaches it beats every epoch that does not."""
+    recall = row["val_recall_mask_incorrect_photos"]
+    reaches = incorrect_recall_floor <= 0 or (recall == recall and recall >= incorrect_recall_floor)
+    return (1.0 if reaches else 0.0, row["val_macro_f1"])
+
+
 @contextmanager
 def deterministic_algorithms() -> Iterator[None]:
     """Same config, same weights: some CPU backward kernels (those under the focus loss among them) otherwise sum in
@@ -285,24 +307,27 @@ def _train(config: TrainConfig) -> dict:
         "labels": list(LABELS),
         "input_size": config.input_size,
         "margin": config.margin,
+        "whole_image": config.whole_image,
         "trainable_blocks": trainable_blocks,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "temperature": 1.0,
     }
     history: list[dict] = []
-    best_f1, best_epoch, start_epoch = -1.0, 0, 1
+    best_score, best_epoch, start_epoch = (-1.0, -1.0), 0, 1
     last_path = out / "last.pt"
     if last_path.is_file():  # resume after an interruption
         state = torch.load(last_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, best_f1, best_epoch = state["history"], state["best_f1"], state["best_epoch"]
+        history, best_epoch = state["history"], state["best_epoch"]
+        best_score = tuple(state["best_score"]) if "best_score" in state else (1.0, state["best_f1"])
         start_epoch = state["epoch"] + 1
         log.info("resuming from %s at epoch %d", last_path, start_epoch)
 
     y_t = torch.from_numpy(y)
+    val_from_photos = np.array([loaded.samples[i].box is not None for i in idx["val"]])
     # Positions into the train split; scene faces (the most camera-like) repeated ``scene_oversample`` times.
     is_scene = np.array([loaded.samples[i].box is not None for i in idx["train"]])
     epoch_pool = np.concatenate([np.arange(len(idx["train"]))] + [np.nonzero(is_scene)[0]] * max(0, config.scene_oversample - 1))
@@ -357,6 +382,7 @@ def _train(config: TrainConfig) -> dict:
             **{f"val_f1_{k}": v["f1"] for k, v in val_report["per_class"].items()},
             **{f"val_precision_{k}": v["precision"] for k, v in val_report["per_class"].items()},
             **{f"val_recall_{k}": v["recall"] for k, v in val_report["per_class"].items()},
+            "val_recall_mask_incorrect_photos": photo_incorrect_recall(val_logits, y[idx["val"]], val_from_photos),
         }
         if guided:
             row["train_mean_focus"] = focus_sum / max(seen, 1)
@@ -364,12 +390,13 @@ def _train(config: TrainConfig) -> dict:
             row["val_median_focus"] = float(np.median(val_focus))
             row["val_empty_cam_share"] = float(np.mean(val_focus <= 0))  # no positive evidence at all: no map to show
         history.append(row)
-        improved = row["val_macro_f1"] > best_f1
+        score = selection_score(row, config.incorrect_recall_floor)
+        improved = score > best_score
         if improved:
-            best_f1, best_epoch = row["val_macro_f1"], epoch
+            best_score, best_epoch = score, epoch
             save_checkpoint(model, meta, out / "best.safetensors")
         log.info(
-            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f%s%s",
+            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f incorrect recall (photos) %.3f%s%s",
             epoch,
             row["train_loss"],
             row["train_accuracy"],
@@ -378,6 +405,7 @@ def _train(config: TrainConfig) -> dict:
             row["val_macro_precision"],
             row["val_macro_recall"],
             row["val_macro_f1"],
+            row["val_recall_mask_incorrect_photos"],
             f" focus {row['val_median_focus']:.3f} (empty {row['val_empty_cam_share']:.1%})" if guided else "",
             "  *best" if improved else "",
         )
@@ -388,7 +416,7 @@ def _train(config: TrainConfig) -> dict:
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "history": history,
-                "best_f1": best_f1,
+                "best_score": best_score,
                 "best_epoch": best_epoch,
                 "epoch": epoch,
             },
