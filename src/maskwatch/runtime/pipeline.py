@@ -15,8 +15,8 @@ from maskwatch.runtime.detectors import FaceDetector, make_detector
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    """Runtime options, mapped 1:1 to ``maskwatch detect`` flags."""
+class PipelineConfig:
+    """Options of the whole pipeline (detector, crop, classifier), mapped 1:1 to ``maskwatch detect`` flags."""
 
     model: str | None = None  # ONNX classifier; None: the shipped int8 model
     detector: str = "centerface"
@@ -28,12 +28,13 @@ class DetectorConfig:
     threads: int = 0
 
 
-class MaskDetector:
-    """Faces and mask labels for one RGB image at a time; sessions are built once."""
+class MaskPipeline:
+    """Face detector + crop + mask classifier: faces and mask labels for one RGB image at a time; sessions are
+    built once."""
 
     def __init__(
         self,
-        config: DetectorConfig = DetectorConfig(),
+        config: PipelineConfig = PipelineConfig(),
         *,
         detector: FaceDetector | None = None,
         classifier: OnnxMaskClassifier | None = None,
@@ -90,3 +91,8 @@ def default_sample_image() -> tuple[str, np.ndarray]:
 
 def model_path_or_default(path: str | Path | None) -> str | None:
     return None if path in (None, "default") else str(path)
+
+
+# The names before the pipeline was named for what it is; kept for one release.
+DetectorConfig = PipelineConfig
+MaskDetector = MaskPipeline
