@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.data.index import index_class_folders
 from maskwatch.imaging import ImageLoadError, load_rgb
 from maskwatch.metrics import classification_report, plot_confusion_matrix
 from maskwatch.runtime.classifier import OnnxMaskClassifier
@@ -18,6 +17,10 @@ log = logging.getLogger(__name__)
 
 def evaluate_folder(data_dir: Path, classifier: OnnxMaskClassifier, *, batch_size: int = 64) -> tuple[dict, list[str]]:
     """Classify every image under ``data_dir/<label>/`` and report; unreadable files are listed."""
+    # The class-folder indexer is torch-free but still lives in the training-side data package (moving it is part of
+    # issue 13's file moves); imported here so that importing the runtime, and detect, never load maskwatch.data.
+    from maskwatch.data.index import index_class_folders
+
     report = index_class_folders(Path(data_dir))
     problems = list(report.problems)
     labels = list(classifier.labels)
