@@ -183,7 +183,7 @@ def test_gui_problem_when_both_opencv_builds_are_installed(monkeypatch):
     assert display.gui_problem() is None
 
 
-@pytest.mark.parametrize("command", [["evaluate", "."], ["evaluate-scenes", ".", "."], ["export", "--model", "x"]])
+@pytest.mark.parametrize("command", [["evaluate", "."], ["evaluate-scenes", ".", "."], ["train"], ["export", "--model", "x"]])
 def test_commands_beyond_detect_name_the_extra_they_need(command: list[str], monkeypatch):
     from maskwatch import extras
 
