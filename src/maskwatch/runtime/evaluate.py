@@ -13,14 +13,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from maskwatch.crop import crop_face
-from maskwatch.data.index import Sample, index_source
 from maskwatch.imaging import ImageLoadError, load_rgb
 from maskwatch.metrics import classification_report, plot_confusion_matrix
 from maskwatch.runtime.classifier import OnnxMaskClassifier
+
+if TYPE_CHECKING:
+    from maskwatch.data.index import Sample
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,10 @@ def is_manifest(path: Path) -> bool:
 
 def samples_of(source: Path, split: str = "test") -> tuple[list[Sample], list[str]]:
     """The labelled faces of a class-folder tree, a VOC scene folder, or the ``split`` rows of a manifest."""
+    # The indexers are torch-free but live in the training-side data package; imported here so that importing the
+    # runtime, and detect, never load maskwatch.data.
+    from maskwatch.data.index import index_source
+
     if is_manifest(source):
         from maskwatch.data.splits import read_manifest
 

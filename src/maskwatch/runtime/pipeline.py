@@ -11,6 +11,7 @@ import numpy as np
 
 from maskwatch.crop import crop_face
 from maskwatch.results import Face, FrameResult
+from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.detectors import FaceDetector, make_detector
 from maskwatch.runtime.selfcheck import check_outputs
@@ -19,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    """Runtime options, mapped 1:1 to ``maskwatch detect`` flags."""
+class PipelineConfig:
+    """Options of the whole pipeline (detector, crop, classifier), mapped 1:1 to ``maskwatch detect`` flags."""
 
     model: str | None = None  # ONNX classifier; None: the shipped int8 model
     detector: str = "centerface"
@@ -43,12 +44,13 @@ def warn_if_departed(classifier: OnnxMaskClassifier) -> None:
         )
 
 
-class MaskDetector:
-    """Faces and mask labels for one RGB image at a time; sessions are built once."""
+class MaskPipeline:
+    """Face detector + crop + mask classifier: faces and mask labels for one RGB image at a time; sessions are
+    built once."""
 
     def __init__(
         self,
-        config: DetectorConfig = DetectorConfig(),
+        config: PipelineConfig = PipelineConfig(),
         *,
         detector: FaceDetector | None = None,
         classifier: OnnxMaskClassifier | None = None,
@@ -97,12 +99,18 @@ class MaskDetector:
 
 
 def default_sample_image() -> tuple[str, np.ndarray]:
-    """The embedded demo input: scikit-image's public-domain NASA astronaut portrait (ships in a
-    dependency, so no third-party photo lives in this repository)."""
-    from skimage import data
+    """The built-in demo input: NASA's public-domain astronaut portrait, shipped as package data so that the
+    runtime install needs no scikit-image (see ``assets/SAMPLE.md``)."""
+    from maskwatch.imaging import load_rgb
 
-    return "skimage.data.astronaut", data.astronaut()
+    path = asset_path(SAMPLE_IMAGE)
+    return str(path), load_rgb(path)
 
 
 def model_path_or_default(path: str | Path | None) -> str | None:
     return None if path in (None, "default") else str(path)
+
+
+# The names before the pipeline was named for what it is; kept for one release.
+DetectorConfig = PipelineConfig
+MaskDetector = MaskPipeline

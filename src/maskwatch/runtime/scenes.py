@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.data.index import find_scene_image, parse_voc
 from maskwatch.imaging import ImageLoadError, load_rgb
-from maskwatch.labels import UnknownLabelError, canonical_label
 from maskwatch.progress import track
-from maskwatch.runtime.pipeline import MaskDetector
+from maskwatch.runtime.pipeline import MaskPipeline
+from maskwatch.voc import read_voc_folder
 
 log = logging.getLogger(__name__)
 
@@ -21,26 +20,12 @@ GroundTruth = dict[str, tuple[Path, list[tuple[str, np.ndarray]]]]
 
 def load_ground_truth(images_dir: Path, annotations_dir: Path) -> tuple[GroundTruth, list[str]]:
     """image stem -> (image path, [(label, box)]); every annotated face counts, however small."""
-    truth: GroundTruth = {}
-    problems: list[str] = []
-    for xml_path in sorted(Path(annotations_dir).glob("*.xml")):
-        try:
-            filename, objects = parse_voc(xml_path)
-        except ValueError as error:
-            problems.append(str(error))
-            continue
-        image = find_scene_image(Path(images_dir), xml_path, filename)
-        if image is None:
-            problems.append(f"{xml_path}: no matching image in {images_dir}")
-            continue
-        boxes = []
-        for obj in objects:
-            try:
-                boxes.append((canonical_label(obj.name), np.asarray(obj.box, np.float64)))
-            except UnknownLabelError as error:
-                problems.append(f"{xml_path}: {error}")
-        truth[image.stem] = (image, boxes)
-    return truth, problems
+    folder = read_voc_folder(images_dir, annotations_dir)
+    truth: GroundTruth = {
+        scene.image_path.stem: (scene.image_path, [(label, np.asarray(box, np.float64)) for label, box in scene.faces])
+        for scene in folder.scenes
+    }
+    return truth, folder.problems
 
 
 def keep_split(truth: GroundTruth, manifest: Path, split: str) -> GroundTruth:
@@ -53,7 +38,7 @@ def keep_split(truth: GroundTruth, manifest: Path, split: str) -> GroundTruth:
     return kept
 
 
-def predict_scenes(truth: GroundTruth, pipeline: MaskDetector) -> dict[str, list[dict]]:
+def predict_scenes(truth: GroundTruth, pipeline: MaskPipeline) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for stem, (path, _) in track(truth.items(), description="scenes", total=len(truth)):
         try:
