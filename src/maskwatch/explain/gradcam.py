@@ -11,6 +11,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from maskwatch.data.transforms import eval_transform
+from maskwatch.fileio import save_figure
 from maskwatch.training.models import MaskClassifierNet
 
 
@@ -70,5 +71,5 @@ def save_grid(
                 x1, y1, x2, y2 = regions[i]
                 ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="white", lw=0.8, ls="--"))
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from maskwatch.data.index import index_class_folders
+from maskwatch.fileio import write_json
 from maskwatch.imaging import ImageLoadError, load_rgb
 from maskwatch.metrics import classification_report, plot_confusion_matrix
 from maskwatch.runtime.classifier import OnnxMaskClassifier
@@ -46,10 +46,7 @@ def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) ->
     """Write the JSON report and the confusion-matrix PNG; return the files written."""
     written = []
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-        written.append(json_path)
-    picture_dir.mkdir(parents=True, exist_ok=True)
+        written.append(write_json(json_path, result))
     png = picture_dir / "confusion_matrix.png"
     plot_confusion_matrix(
         result["confusion_matrix"], result["labels"], str(png), f"n={result['n']}  accuracy {result['accuracy']:.4f}"

