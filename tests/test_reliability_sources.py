@@ -19,7 +19,7 @@ from tests.conftest import synthetic_face
 
 import maskwatch.sources as sources
 from maskwatch.live import LatestFrameReader
-from maskwatch.sources import describe_source, expand_glob, iter_frames, list_folder
+from maskwatch.sources import describe_source, iter_frames
 
 
 def write_png(path: Path, seed: int = 0) -> Path:
@@ -52,19 +52,16 @@ def test_glob_lists_each_file_once_despite_a_symlink_loop_and_double_stars(tmp_p
     write_png(tmp_path / "data" / "a" / "face.png")
     os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "loop")  # a folder symlink pointing back up
     for pattern in ("data/**/*.png", "data/**/**/*.png", "data/*/*.png"):
-        found = expand_glob(str(tmp_path / pattern))
-        assert [p.name for p in found] == ["face.png"], pattern
-    frames = list(iter_frames(str(tmp_path / "data" / "**" / "**" / "*.png")))
-    assert len(frames) == 1 and frames[0].error is None
+        frames = list(iter_frames(str(tmp_path / pattern)))
+        assert [(Path(f.source).name, f.error) for f in frames] == [("face.png", None)], pattern
 
 
 def test_folder_lists_each_file_once_despite_a_symlink_loop(tmp_path: Path):
     write_png(tmp_path / "data" / "a" / "face.png")
     os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "loop")
     os.symlink(tmp_path / "data" / "a" / "face.png", tmp_path / "data" / "same_face.png")  # a file link: same file
-    files, problems = list_folder(tmp_path / "data")
-    assert len(files) == 1 and problems == []
-    assert len(list(iter_frames(str(tmp_path / "data")))) == 1
+    frames = list(iter_frames(str(tmp_path / "data")))
+    assert len(frames) == 1 and frames[0].error is None  # one file, reached three ways
 
 
 # --- item 8: an empty folder, an unreadable folder and an empty SOURCE each give one error -------------------------
@@ -159,6 +156,19 @@ def test_live_reader_drops_the_backlog_when_processing_is_slow():
     assert indices == sorted(set(indices)) and indices[-1] == 199
     assert reader.dropped > 100 and len(got) < 60  # the backlog was dropped, not queued
     assert max(behind for _, behind in got) <= 2  # each frame handed out was (nearly) the newest
+
+
+def test_a_slow_consumer_of_a_live_stream_gets_the_newest_frames_not_a_backlog(monkeypatch):
+    ScriptedCapture.frames, ScriptedCapture.delay_s, ScriptedCapture.opened = 200, 0.005, True
+    monkeypatch.setattr(sources.cv2, "VideoCapture", ScriptedCapture)
+    indices = []
+    started = time.monotonic()
+    for frame in iter_frames("rtsp://127.0.0.1:9/cam", max_retries=0, backoff_s=0.01):
+        if frame.error is None:
+            indices.append(frame.index)
+            time.sleep(0.05)  # processing 10x slower than the camera
+    assert indices == sorted(set(indices)) and indices[-1] == 199
+    assert len(indices) < 60 and time.monotonic() - started < 5  # reading all 200 in turn would take 10 s
 
 
 # --- item 5: open/read timeouts on network streams ------------------------------------------------------------------

@@ -21,10 +21,7 @@ pytest.importorskip("torch")
 
 import torch  # noqa: E402
 
-from maskwatch.data.index import Sample, parse_voc  # noqa: E402
-from maskwatch.data.loading import _source_key  # noqa: E402
-from maskwatch.export.quantize import Parity, parity_refusal  # noqa: E402
-from maskwatch.training.train import apply_exclusions, read_exclusions  # noqa: E402
+from maskwatch.data.index import parse_voc  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,14 +122,27 @@ def test_a_damaged_last_checkpoint_is_one_warning_and_a_fresh_start(tmp_path: Pa
 
 
 # --- item 18: exclusions by exact path, with a warning for entries that match nothing ---------------------------------
-def test_exclusions_match_exact_paths_and_report_unmatched_entries(tmp_path: Path, monkeypatch):
+def test_exclusions_match_exact_paths_and_report_unmatched_entries(tmp_path: Path, monkeypatch, caplog):
+    from PIL import Image
+    from tests.conftest import synthetic_face
+
+    from maskwatch.training.config import TrainConfig
+    from maskwatch.training.train import prepare_data
+
     monkeypatch.chdir(tmp_path)
-    samples = [Sample(Path("data/with_mask") / name, "with_mask", "data") for name in ("1.jpg", "11.jpg", "21.jpg")]
+    for label in ("with_mask", "without_mask"):
+        for name in ("1.png", "11.png", "21.png"):
+            (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(synthetic_face(label, 32, seed=len(name))).save(tmp_path / "data" / label / name)
     listing = tmp_path / "exclusions.txt"
-    listing.write_text("data/with_mask/1.jpg  # a reason\n./data/with_mask/21.jpg\ndata/with_mask/missing.jpg\n")
-    kept, unmatched = apply_exclusions(samples, read_exclusions((str(listing),)))
-    assert [s.path.name for s in kept] == ["11.jpg"]  # a suffix test would have dropped 11.jpg and 21.jpg too
-    assert unmatched == ["data/with_mask/missing.jpg"]
+    listing.write_text("data/with_mask/1.png  # a reason\n./data/with_mask/21.png\ndata/with_mask/missing.png\n")
+    caplog.set_level(logging.INFO)
+    config = TrainConfig(data=("data",), out=str(tmp_path / "run"), input_size=16, exclude=(str(listing),))
+    loaded, _, _ = prepare_data(config)
+    kept = sorted(f"{s.path.parent.name}/{s.path.name}" for s in loaded.samples)
+    # A suffix test would also drop with_mask/11.png (ends with 1.png); the ./ spelling must still match 21.png.
+    assert kept == ["with_mask/11.png", "without_mask/1.png", "without_mask/11.png", "without_mask/21.png"]
+    assert "data/with_mask/missing.png matches no file in the data" in caplog.text
 
 
 def test_split_keys_do_not_depend_on_how_the_data_folder_is_spelled(tmp_path: Path, monkeypatch):
@@ -153,6 +163,8 @@ def test_split_keys_do_not_depend_on_how_the_data_folder_is_spelled(tmp_path: Pa
 def test_split_keys_of_the_shipped_manifest_stay_the_same():
     """Every group key in recipes/default_splits.csv.gz is what the key function gives for its files today."""
     import csv
+
+    from maskwatch.data.loading import _source_key
 
     recipe_roots = [Path("../shared/data/chandrika"), Path("../shared/data/maskedface-net"), Path("../shared/data/scenes")]
     with gzip.open(REPO / "recipes" / "default_splits.csv.gz", "rt", newline="") as handle:
@@ -194,6 +206,8 @@ def test_unusable_voc_boxes_are_skipped_with_a_reason(tmp_path: Path, box, reaso
 
 # --- item 20 + weak test rewritten: the int8 gate at its real threshold, on enough held-out faces ---------------------
 def test_parity_gate_at_its_threshold_and_minimum_count():
+    from maskwatch.export.quantize import Parity, parity_refusal
+
     def parity(n: int, int8_correct: int) -> Parity:
         return Parity(n, 180 / 200, int8_correct / 200, 1.0) if n == 200 else Parity(n, 0.9, 0.9, 1.0)
 
