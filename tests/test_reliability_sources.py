@@ -47,6 +47,14 @@ def test_existing_file_with_glob_characters_is_read_as_itself(tmp_path: Path, na
     assert frame.error is None and frame.image.shape == (48, 48, 3)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".mp4", "/", "/*.png", "*.png"])
+def test_a_name_longer_than_the_os_allows_is_one_error(suffix: str):
+    """Found by the atheris harness: Path.is_dir() raised 'File name too long' out of describe_source."""
+    source = "x" * 300 + suffix
+    frames = list(iter_frames(source))
+    assert len(frames) == 1 and frames[0].error and frames[0].image is None
+
+
 # --- item 7: globs and folders list each file once, without following folder symlinks ---------------------------
 def test_glob_lists_each_file_once_despite_a_symlink_loop_and_double_stars(tmp_path: Path):
     write_png(tmp_path / "data" / "a" / "face.png")
@@ -89,6 +97,13 @@ def test_unreadable_folder_is_an_error_record(tmp_path: Path, monkeypatch):
     frames = list(iter_frames(str(folder)))
     assert len(frames) == 1 and frames[0].source == str(folder)
     assert frames[0].error == "cannot read folder (Permission denied)"
+
+
+def test_a_glob_that_matches_only_other_files_is_one_error(tmp_path: Path):
+    """Found by the atheris harness: '*' over a folder of text files gave no line at all."""
+    (tmp_path / "notes.txt").write_text("x")
+    (frame,) = list(iter_frames(str(tmp_path / "*")))
+    assert frame.error == "glob matched 1 files, none an image or video"
 
 
 # --- item 2: a corrupt frame in the middle of a video is one error; the frames after it are kept -----------------

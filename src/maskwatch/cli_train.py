@@ -28,6 +28,19 @@ def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = 
     return list(loaded.crops), [LABELS.index(s.label) for s in loaded.samples]
 
 
+def read_train_config(path: Path):
+    """``load_config`` with every failure as one ConfigError line: the fuzz harness found that a config that is not
+    UTF-8, or has ``data: 5``, escaped as UnicodeDecodeError / TypeError (a traceback for the user)."""
+    from maskwatch.training.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError:
+        raise
+    except (UnicodeDecodeError, TypeError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot use this config ({str(error)[:200]})") from None
+
+
 def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Callable) -> None:
     @app.command()
     def train(
@@ -74,10 +87,10 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         threads: int | None = typer.Option(None, "--threads"),
     ) -> None:
         """Transfer-learn a mask classifier; writes checkpoints, metrics, curves and an ONNX model."""
-        from maskwatch.training.config import ConfigError, TrainConfig, load_config
+        from maskwatch.training.config import ConfigError, TrainConfig
 
         try:
-            base = load_config(config) if config else TrainConfig()
+            base = read_train_config(config) if config else TrainConfig()
         except ConfigError as error:
             fail(str(error))
         cfg = base.replace(

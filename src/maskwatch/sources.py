@@ -50,13 +50,21 @@ def describe_source(source: str) -> str:
     if source.lower().startswith(STREAM_PREFIXES):
         return "stream"
     path = Path(source)
-    if path.is_dir():
+    if _probe(path.is_dir):
         return "folder"
-    if not path.exists() and any(ch in source for ch in "*?["):
+    if not _probe(path.exists) and any(ch in source for ch in "*?["):
         return "glob"
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return "video"
     return "image"
+
+
+def _probe(check) -> bool:
+    """A filesystem test that is False, not an exception, for names the OS refuses (too long, invalid)."""
+    try:
+        return bool(check())
+    except (OSError, ValueError):
+        return False
 
 
 def iter_frames(
@@ -73,6 +81,14 @@ def iter_frames(
         yield Frame(source, 0, None, "empty SOURCE: give an image, folder, glob, video, webcam index or URL")
         return
     kind = describe_source(source)
+    try:
+        yield from _frames_of(source, kind, stride, max_retries, backoff_s, timeout_s)
+    except OSError as error:  # a path the OS refuses (name too long, a folder vanishing mid-run): one record
+        yield Frame(source, 0, None, f"cannot read ({error.strerror or error})")
+
+
+def _frames_of(source: str, kind: str, stride: int, max_retries: int, backoff_s: float, timeout_s: float) -> Iterator[Frame]:
+    """The frames of one source of a known kind (see :func:`iter_frames`)."""
     if kind == "folder":
         files, problems = list_folder(Path(source))
         yield from (Frame(folder, 0, None, reason) for folder, reason in problems)
@@ -80,9 +96,12 @@ def iter_frames(
             yield Frame(source, 0, None, "folder has no files")
         yield from _iter_files(files, include_non_images=True)
     elif kind == "glob":
-        files = expand_glob(source)
-        if not files:
+        matched = expand_glob(source)
+        files = [p for p in matched if is_image_path(p) or p.suffix.lower() in VIDEO_SUFFIXES]
+        if not matched:
             yield Frame(source, 0, None, "glob matched no files")
+        elif not files:  # found by the fuzz harness: this used to give no line at all
+            yield Frame(source, 0, None, f"glob matched {len(matched)} files, none an image or video")
         yield from _iter_files(files, include_non_images=False)
     elif kind == "image":
         yield from _iter_files([Path(source)], include_non_images=True)
