@@ -10,7 +10,6 @@ model that loses more than 0.5 accuracy points on val, and writes int8 test scor
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from maskwatch.cli_train import load_labelled_crops
 from maskwatch.data.splits import read_manifest
 from maskwatch.export.onnx_export import export_onnx
 from maskwatch.export.quantize import check_parity, quantize_int8
+from maskwatch.fileio import write_json
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report
 from maskwatch.runtime.classifier import OnnxMaskClassifier
@@ -59,12 +59,10 @@ def main() -> None:
             print(
                 f"test {kind} {source:<16} n={report['n']:>4} accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f}"
             )
-    (args.run / "int8_test.json").write_text(json.dumps(scores["int8"], indent=1))
+    write_json(args.run / "int8_test.json", scores["int8"], indent=1)
     # The shipped file's own numbers on the committed test split; tests/test_shared_data.py checks they reproduce.
-    (ASSETS / "test_metrics.json").write_text(
-        json.dumps({"splits": "recipes/default_splits.csv.gz", "int8": scores["int8"]}, indent=1)
-    )
-    (args.run / "onnx_test.json").write_text(json.dumps(scores, indent=1))
+    write_json(ASSETS / "test_metrics.json", {"splits": "recipes/default_splits.csv.gz", "int8": scores["int8"]}, indent=1)
+    write_json(args.run / "onnx_test.json", scores, indent=1)
     ASSETS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run / "best.safetensors", ASSETS / "maskwatch_mobilenet_v2.safetensors")
     shutil.copyfile(int8, ASSETS / "maskwatch_mobilenet_v2_int8.onnx")

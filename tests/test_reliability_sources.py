@@ -186,6 +186,21 @@ def test_a_slow_consumer_of_a_live_stream_gets_the_newest_frames_not_a_backlog(m
     assert len(indices) < 60 and time.monotonic() - started < 5  # reading all 200 in turn would take 10 s
 
 
+def test_a_stream_that_stalls_mid_read_is_a_drop_after_the_read_timeout(monkeypatch):
+    class Stalling(ScriptedCapture):
+        def read(self):
+            if self.next >= 2:
+                time.sleep(30)  # the server stopped sending; FFmpeg's own read timeout may not fire
+            return super().read()
+
+    ScriptedCapture.frames, ScriptedCapture.delay_s, ScriptedCapture.opened = 100, 0.0, True
+    monkeypatch.setattr(sources.cv2, "VideoCapture", Stalling)
+    started = time.monotonic()
+    frames = list(iter_frames("rtsp://127.0.0.1:9/cam", max_retries=0, backoff_s=0.01, timeout_s=0.5))
+    assert time.monotonic() - started < 5
+    assert frames[-1].error and "no frame for 0.5 s" in frames[-1].error
+
+
 # --- item 5: open/read timeouts on network streams ------------------------------------------------------------------
 @pytest.fixture
 def silent_server():
