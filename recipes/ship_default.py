@@ -12,7 +12,6 @@ the CPU it was measured on in the file, and scores fp32 and int8 on the committe
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from maskwatch.cli_train import load_labelled_crops
 from maskwatch.export.onnx_export import export_onnx
 from maskwatch.export.quantize import check_parity, quantize_int8, record_parity
+from maskwatch.fileio import write_json
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.evaluate import evaluate_source
 from maskwatch.training.checkpoint import load_checkpoint
@@ -72,8 +72,9 @@ def main() -> None:
                 f"test {kind} {source:<16} n={row['n']:>4} accuracy {row['accuracy']:.4f} macro-F1 {row['macro_f1']:.4f}"
                 + (f" mask_incorrect recall {incorrect['recall']:.4f}" if incorrect["support"] else "")
             )
-    (args.run / "onnx_test.json").write_text(json.dumps(scores, indent=1))
-    (ASSETS / "test_metrics.json").write_text(json.dumps({"splits": str(MANIFEST), "int8": scores["int8"]}, indent=1))
+    write_json(args.run / "onnx_test.json", scores, indent=1)
+    # The shipped file's own numbers on the committed test split; tests/test_shared_data.py checks they reproduce.
+    write_json(ASSETS / "test_metrics.json", {"splits": str(MANIFEST), "int8": scores["int8"]}, indent=1)
     shutil.copyfile(args.run / "best.safetensors", ASSETS / "maskwatch_mobilenet_v2.safetensors")
     shutil.copyfile(int8, ASSETS / "maskwatch_mobilenet_v2_int8.onnx")
     shutil.copyfile(fp32, args.run / "model_fp32.onnx")

@@ -108,3 +108,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "network" in item.keywords:
                 item.add_marker(skip_net)
+
+
+def assert_clear_error(result, message: str, code: int = 2) -> None:
+    """A CLI failure the way a user should meet it: the documented exit status, the message, and no traceback (an
+    uncaught exception also exits non-zero, so the status alone proves nothing)."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert message in result.output, result.output

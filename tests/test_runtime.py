@@ -197,7 +197,7 @@ class FakeCapture:
 
     opens = 0
 
-    def __init__(self, target):
+    def __init__(self, target, *backend_and_params):
         FakeCapture.opens += 1
         self.ok = FakeCapture.opens <= 2
         self.left = 3
@@ -224,8 +224,9 @@ def test_dropping_stream_reconnects_then_gives_up(monkeypatch):
     FakeCapture.opens = 0
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
     frames = list(iter_frames("rtsp://camera.invalid/stream", max_retries=2, backoff_s=0.001))
-    good = [f for f in frames if f.error is None]
-    assert [f.index for f in good] == [0, 1, 2, 3, 4, 5]  # frames from two connections, numbered on
+    good = [f.index for f in frames if f.error is None]
+    # Frames from two connections, numbered on; the newest-frame reader may drop some, never reorders or repeats.
+    assert good == sorted(set(good)) and good[-1] == 5 and any(i <= 2 for i in good)
     assert frames[-1].error and "gave up" in frames[-1].error
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -37,9 +36,22 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log o
     _setup_logging(verbose)
 
 
+#: Exit status: every input succeeded / some inputs failed (the run went on) / nothing succeeded or nothing could run.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ALL_FAILED = 0, 1, 2
+
+
 def _fail(message: str) -> None:
+    """One error line, no traceback, and the 'nothing done' exit status."""
     log.error(message)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=EXIT_ALL_FAILED)
+
+
+def _finish(problems: int, total: int) -> None:
+    """Exit 1 when some of ``total`` inputs failed (each was already reported on its own line), else return."""
+    if problems and problems < total:
+        raise typer.Exit(code=EXIT_SOME_FAILED)
+    if problems and problems >= total:
+        raise typer.Exit(code=EXIT_ALL_FAILED)
 
 
 def _require_extra(extra: str) -> None:
@@ -77,6 +89,7 @@ def detect(
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
+    from maskwatch.fileio import OutputError
     from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
     from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
     from maskwatch.runtime.stream import OutputOptions, run
@@ -93,6 +106,10 @@ def detect(
         save = save or Path("maskwatch-output")
         json_out = json_out or save / "detections.jsonl"
         log.info("no SOURCE given: running on the built-in sample (%s)", source)
+    if not source.strip():
+        _fail("SOURCE is empty: give an image, folder, glob, video, webcam index or rtsp/http URL")
+    if detect_every < 1:
+        _fail(f"--detect-every {detect_every}: must be 1 or more")
     kind = describe_source(source)
     size = detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960)
     config = PipelineConfig(
@@ -111,13 +128,15 @@ def detect(
     options = OutputOptions(json_path=json_out, save_dir=save, show=show, blur_faces=blur_faces, detect_every=detect_every)
     try:
         summary = run(source, pipeline, options)
-    except RuntimeError as error:
+    except (RuntimeError, OutputError) as error:
         _fail(str(error))
     log.info("%d frames/images, %d faces, %d errors in %.1f s", summary.frames, summary.faces, summary.errors, summary.seconds)
     if json_out:
         log.info("JSON Lines: %s", json_out)
     if save:
         log.info("annotated output: %s/", save)
+    if summary.exit_status:
+        raise typer.Exit(code=summary.exit_status)
 
 
 @app.command()
@@ -141,6 +160,7 @@ def evaluate(
 ) -> None:
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
     _require_extra("eval")
+    from maskwatch.fileio import OutputError
     from maskwatch.runtime.classifier import ModelFileError
     from maskwatch.runtime.evaluate import evaluate_source, is_manifest, save_error_galleries, write_evaluation
 
@@ -156,11 +176,15 @@ def evaluate(
     if result["n"] == 0:
         _fail(f"{data_dir}: no usable images found")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    written = write_evaluation(result, json_out, picture_dir)
-    if gallery is not None:
-        written += save_error_galleries(scored, classifier.labels, gallery)
+    try:
+        written = write_evaluation(result, json_out, picture_dir)
+        if gallery is not None:
+            written += save_error_galleries(scored, classifier.labels, gallery)
+    except OutputError as error:
+        _fail(str(error))
     _print_report(result)
     log.info("wrote %s", ", ".join(map(str, written)))
+    _finish(result["skipped"], result["n"] + result["skipped"])
 
 
 @app.command("check-model")
@@ -254,6 +278,7 @@ def evaluate_scenes(
 ) -> None:
     """Detection + classification scores on annotated scenes: AP per class, mAP, face AP, compliance mAP."""
     _require_extra("eval")
+    from maskwatch.fileio import OutputError, write_json
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
     from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes, read_predictions
 
@@ -267,7 +292,12 @@ def evaluate_scenes(
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
-        found = read_predictions(predictions, truth)
+        try:
+            found, bad_lines = read_predictions(predictions, truth)
+        except OSError as error:
+            _fail(f"--predictions {predictions}: cannot read ({error.strerror or error})")
+        for line in bad_lines:
+            log.warning("%s", line)
     else:
         from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
@@ -279,11 +309,12 @@ def evaluate_scenes(
     report = score_scenes({k: v[1] for k, v in truth.items()}, found)
     curves = report.pop("_curves")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    picture_dir.mkdir(parents=True, exist_ok=True)
-    plot_pr_curves(curves, str(picture_dir / "pr_curves.png"))
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+    try:
+        plot_pr_curves(curves, str(picture_dir / "pr_curves.png"))
+        if json_out:
+            write_json(json_out, report)
+    except OutputError as error:
+        _fail(str(error))
     typer.echo(
         f"images {report['images']}  face AP {report['face_ap']:.4f}  face recall {report['face_recall']:.4f}  "
         f"3-class mAP {report['map_3class']:.4f}  compliance mAP {report['map_compliance']:.4f}"
@@ -291,6 +322,8 @@ def evaluate_scenes(
     for label, row in report["class"].items():
         typer.echo(f"  AP {label:<15} {row['ap']:.4f}  (n={row['n_truth']}, recall {row['recall']:.3f})")
     log.info("PR curves: %s", picture_dir / "pr_curves.png")
+    if problems or (predictions is not None and bad_lines):
+        raise typer.Exit(code=EXIT_SOME_FAILED)  # scored, but some annotations or prediction lines were skipped
 
 
 @app.command("fetch-weights")

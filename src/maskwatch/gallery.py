@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from maskwatch.fileio import save_figure
+
 
 def save_grid(
     tiles: Sequence[np.ndarray],
@@ -38,5 +40,5 @@ def save_grid(
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from maskwatch.fileio import save_figure
+
 
 def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
@@ -104,7 +106,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
         ax.text(j, i, str(value), ha="center", va="center", color=colour)
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -118,12 +120,12 @@ def plot_history(history: Sequence[dict], path: str) -> None:
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=110)
     for ax, key in zip(axes, ("loss", "accuracy", "macro_f1")):
-        ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train")
-        ax.plot(epochs, [row[f"val_{key}"] for row in history], label="val")
+        for split in ("train", "val"):  # history.json writes a missing value (NaN) as null
+            ax.plot(epochs, [np.nan if row[f"{split}_{key}"] is None else row[f"{split}_{key}"] for row in history], label=split)
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -7,6 +7,8 @@ out of :func:`read_voc_folder`, so one bad file never stops a folder of hundreds
 
 from __future__ import annotations
 
+import logging
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,8 @@ from maskwatch.imaging import is_image_path
 from maskwatch.labels import UnknownLabelError, canonical_label
 
 Box = tuple[float, float, float, float]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,41 @@ class VocFolder:
     problems: list[str] = field(default_factory=list)
 
 
-def parse_voc(xml_path: Path) -> tuple[str, list[VocObject]]:
-    """Read a Pascal VOC file: the image file name and its boxed objects (raises ValueError)."""
+def _image_size(root: ET.Element) -> tuple[float, float] | None:
+    """(width, height) from <size>, when present and positive (many VOC files carry 0 or nothing)."""
+    try:
+        width, height = float(root.findtext("size/width") or 0), float(root.findtext("size/height") or 0)
+    except ValueError:
+        return None
+    return (width, height) if width > 0 and height > 0 and math.isfinite(width * height) else None
+
+
+def box_problem(box: tuple[float, ...], size: tuple[float, float] | None) -> str | None:
+    """Why a VOC box cannot be used (NaN/inf, negative, inverted or empty, outside the image), or None."""
+    x1, y1, x2, y2 = box
+    if not all(math.isfinite(v) for v in box):
+        return f"box {list(box)} has a missing, NaN or infinite value"
+    if min(box) < 0:
+        return f"box {list(box)} has a negative coordinate"
+    if x2 <= x1 or y2 <= y1:
+        return f"box {list(box)} is inverted or empty (needs xmin < xmax, ymin < ymax)"
+    if size is not None and (x2 > size[0] + 1 or y2 > size[1] + 1):
+        return f"box {list(box)} reaches outside the {size[0]:g}x{size[1]:g} image"
+    return None
+
+
+def parse_voc(xml_path: Path, problems: list[str] | None = None) -> tuple[str, list[VocObject]]:
+    """Read a Pascal VOC file: the image file name and its usable boxed objects (raises ValueError for a bad file).
+
+    Objects whose box is unusable (see :func:`box_problem`) are left out with one line each in ``problems`` (logged
+    when no list is given): a silently accepted NaN or inverted box would poison crops and AP alike.
+    """
     try:
         root = ET.parse(xml_path).getroot()
     except (ET.ParseError, OSError) as error:
         raise ValueError(f"{xml_path}: not a readable VOC XML file ({error})") from None
     filename = (root.findtext("filename") or "").strip()
+    size = _image_size(root)
     objects = []
     for node in root.iter("object"):
         name = (node.findtext("name") or "").strip()
@@ -55,6 +87,11 @@ def parse_voc(xml_path: Path) -> tuple[str, list[VocObject]]:
             box = tuple(float(bndbox.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError:
             raise ValueError(f"{xml_path}: object {name!r} has a non-numeric box") from None
+        problem = box_problem(box, size)
+        if problem is not None:
+            message = f"{xml_path}: skipped object {name!r}, {problem}"
+            log.warning("%s", message) if problems is None else problems.append(message)
+            continue
         objects.append(VocObject(name, box))  # type: ignore[arg-type]
     return filename, objects
 
@@ -77,7 +114,7 @@ def read_voc_folder(images_dir: Path, annotations_dir: Path) -> VocFolder:
         return folder
     for xml_path in sorted(annotations_dir.glob("*.xml")):
         try:
-            filename, objects = parse_voc(xml_path)
+            filename, objects = parse_voc(xml_path, folder.problems)
         except ValueError as error:
             folder.problems.append(str(error))
             continue

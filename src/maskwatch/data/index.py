@@ -14,9 +14,9 @@ from pathlib import Path
 
 from maskwatch.imaging import is_image_path
 from maskwatch.labels import UnknownLabelError, canonical_label
-from maskwatch.voc import VocObject, find_scene_image, parse_voc, read_voc_folder
+from maskwatch.voc import VocObject, box_problem, find_scene_image, parse_voc, read_voc_folder
 
-__all__ = ["VocObject", "find_scene_image", "parse_voc"]  # re-exported: the VOC reader lives in maskwatch.voc
+__all__ = ["VocObject", "box_problem", "find_scene_image", "parse_voc"]  # re-exported: the VOC reader lives in maskwatch.voc
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ model's input size costs a few hundred MB and saves re-decoding large scene phot
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,15 +99,32 @@ def assign_splits(
     seed: int = 0,
     max_distance: int = 6,
     root: Path | None = None,
+    roots: Sequence[Path] = (),
 ) -> list[ManifestRow]:
-    """Group near-duplicate files and give every face of a group the same split."""
+    """Group near-duplicate files and give every face of a group the same split.
+
+    ``roots`` (the data folders) make each key ``<data folder name>/<path inside it>``, whatever way the folder was
+    spelled (relative, absolute, ``.``); ``root`` is the older form, a folder that contains the data folders.
+    """
     files = sorted(loaded.file_hashes)
-    keys = [_relative_key(path, root) for path in files]
+    keys = [_source_key(path, roots) if roots else _relative_key(path, root) for path in files]
     groups = near_duplicate_groups(keys, np.array([loaded.file_hashes[p] for p in files], dtype=np.uint64), max_distance)
     group_of = dict(zip(files, groups))
     return [
         ManifestRow(sample, group_of[sample.path], split_of(group_of[sample.path], fractions, seed)) for sample in loaded.samples
     ]
+
+
+def _source_key(path: Path, roots: Sequence[Path]) -> str:
+    """``<data folder name>/<path inside it>`` from resolved paths, so the key (and with it the split) does not
+    depend on how the data folder was spelled. The innermost data folder that holds ``path`` wins."""
+    resolved = Path(path).resolve()
+    holders = [(Path(r).resolve(), Path(os.path.abspath(r)).name) for r in roots]  # name as spelled: '.' -> its name
+    holders = [(real, name) for real, name in holders if resolved.is_relative_to(real)]
+    if not holders:
+        return f"{resolved.parent.name}/{resolved.name}"
+    home, name = max(holders, key=lambda holder: len(holder[0].parts))
+    return f"{name}/{resolved.relative_to(home).as_posix()}"
 
 
 def _relative_key(path: Path, root: Path | None) -> str:

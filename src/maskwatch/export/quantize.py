@@ -4,6 +4,7 @@ validation face crops, and the fp32-vs-int8 parity gate that refuses a model tha
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from maskwatch.export.onnx_export import atomic_target, set_metadata
+from maskwatch.export.onnx_export import set_metadata
+from maskwatch.fileio import atomic_path
 from maskwatch.runtime.classifier import OnnxMaskClassifier, read_meta
 from maskwatch.runtime.selfcheck import REFERENCE_COUNT, cpu_description, reference_inputs
 
@@ -54,6 +56,24 @@ class Parity:
         return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
 
 
+#: The parity gate needs at least this many held-out faces: on a few dozen, one face is already several points.
+MIN_PARITY_FACES = 100
+
+
+def parity_refusal(parity: Parity, *, max_drop: float, min_faces: int = MIN_PARITY_FACES) -> str | None:
+    """Why the int8 model must not be kept (too few held-out faces, or more than ``max_drop`` points lost), or None.
+
+    ``parity`` must come from faces the calibration did not see: calibration fits the int8 ranges to its own images,
+    so agreement measured on them flatters the model.
+    """
+    if parity.n < min_faces:
+        return f"only {parity.n} held-out faces to check int8 against fp32 (need {min_faces}; see --min-parity-faces)"
+    drop = round(parity.drop_points, 6)  # 0.5 points must pass a 0.5 limit despite float rounding
+    if drop > max_drop:
+        return f"int8 accuracy dropped {drop:.2f} points on {parity.n} held-out faces (> {max_drop})"
+    return None
+
+
 def quantize_int8(
     fp32_path: Path,
     out_path: Path,
@@ -89,9 +109,11 @@ def quantize_int8(
     if method != "minmax" and len(calibration_crops) > HISTOGRAM_IMAGES:
         pick = np.random.default_rng(0).choice(len(calibration_crops), HISTOGRAM_IMAGES, replace=False)
         calibration_crops = [calibration_crops[i] for i in sorted(pick)]
+    if method != "minmax":
+        batch_size = 1  # ONNX Runtime's histogram collector fails on batches of unequal size (e.g. 105 = 3x32 + 9)
     batches = [classifier.preprocess(calibration_crops[i : i + batch_size]) for i in range(0, len(calibration_crops), batch_size)]
-    pre, tmp = atomic_target(out_path), atomic_target(out_path)
-    try:
+    with tempfile.TemporaryDirectory(prefix="maskwatch-quant-") as scratch, atomic_path(out_path) as tmp:
+        pre = Path(scratch) / "pre.onnx"  # a scratch file, not an output: it never lands beside out_path
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre),
@@ -120,10 +142,6 @@ def quantize_int8(
             },
         )
         record_reference_outputs(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return Path(out_path)
 
 

@@ -7,7 +7,6 @@ runtime's crop, whole-face files with the model's recorded whole-image geometry.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskwatch.crop import crop_face
+from maskwatch.fileio import write_json
 from maskwatch.imaging import ImageLoadError, load_rgb
 from maskwatch.metrics import classification_report, plot_confusion_matrix
 from maskwatch.runtime.classifier import OnnxMaskClassifier
@@ -141,7 +141,6 @@ def save_error_galleries(scored: Scored, labels: Sequence[str], folder: Path, *,
     ``mistakes.json`` listing every mistake (file, box, true and predicted class, probabilities)."""
     from maskwatch.gallery import save_grid
 
-    folder.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, list[int]] = defaultdict(list)
     for i in scored.mistake_crops:
         by_source[scored.samples[i].source].append(i)
@@ -160,7 +159,7 @@ def save_error_galleries(scored: Scored, labels: Sequence[str], folder: Path, *,
         written.append(path)
         listing += [_mistake_record(scored, labels, i) for i in indices]
     mistakes = folder / "mistakes.json"
-    mistakes.write_text(json.dumps(listing, indent=1))
+    write_json(mistakes, listing, indent=1)
     return [*written, mistakes]
 
 
@@ -180,10 +179,7 @@ def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) ->
     """Write the JSON report and the confusion-matrix PNG; return the files written."""
     written = []
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-        written.append(json_path)
-    picture_dir.mkdir(parents=True, exist_ok=True)
+        written.append(write_json(json_path, result))
     png = picture_dir / "confusion_matrix.png"
     plot_confusion_matrix(
         result["confusion_matrix"], result["labels"], str(png), f"n={result['n']}  accuracy {result['accuracy']:.4f}"

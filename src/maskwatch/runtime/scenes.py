@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.imaging import ImageLoadError, load_rgb
+from maskwatch.labels import UnknownLabelError, canonical_label
 from maskwatch.progress import track
 from maskwatch.runtime.pipeline import MaskPipeline
 from maskwatch.voc import read_voc_folder
@@ -51,14 +52,75 @@ def predict_scenes(truth: GroundTruth, pipeline: MaskPipeline) -> dict[str, list
     return found
 
 
-def read_predictions(path: Path, truth: GroundTruth) -> dict[str, list[dict]]:
-    """Read `maskwatch detect --json` lines, keyed by image stem to match the annotations."""
+def read_predictions(path: Path, truth: GroundTruth) -> tuple[dict[str, list[dict]], list[str]]:
+    """Read `maskwatch detect --json` lines (or a peer's in the same shape), keyed by image stem.
+
+    Returns the faces and one message per line or face that was skipped (cut-off line, not JSON, no ``source``, a
+    face without a usable ``label``, ``score`` or ``box``). ``face_score`` is optional: single-stage peers give one
+    confidence, and are ranked by ``score``. Raises OSError when the file cannot be read.
+    """
     found: dict[str, list[dict]] = {stem: [] for stem in truth}
-    with open(path) as handle:
-        for line in handle:
-            if line.strip():
+    problems: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
-                stem = Path(record["source"]).stem
+            except json.JSONDecodeError as error:
+                problems.append(f"{path}:{number}: skipped, not a JSON line ({error.msg}; cut off?)")
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("source"), str):
+                problems.append(f"{path}:{number}: skipped, a record without a 'source' string")
+                continue
+            stem = Path(record["source"]).stem
+            faces = record.get("faces") or []
+            if not isinstance(faces, list):
+                problems.append(f"{path}:{number}: skipped, 'faces' is not a list")
+                continue
+            for k, face in enumerate(faces):
+                try:
+                    checked = check_face_record(face)
+                except ValueError as error:
+                    problems.append(f"{path}:{number}: face {k} skipped, {error}")
+                    continue
                 if stem in found:
-                    found[stem].extend(record.get("faces", []))
-    return found
+                    found[stem].append(checked)
+    return found, problems
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"{what} is not a finite number ({value!r})")
+    return float(value)
+
+
+def check_face_record(face: object) -> dict:
+    """A face record with a canonical label, a finite 4-number box and a score in [0, 1] (raises ValueError)."""
+    if not isinstance(face, dict):
+        raise ValueError("not an object")
+    if "label" not in face:
+        raise ValueError("no 'label'")
+    try:
+        label = canonical_label(str(face["label"]))
+    except UnknownLabelError as error:
+        raise ValueError(str(error)) from None
+    box = face.get("box")
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise ValueError(f"'box' must be [x1, y1, x2, y2], got {box!r}"[:160])
+    box = [_number(v, "a box value") for v in box]
+    if "score" not in face:
+        raise ValueError("no 'score'")
+    score = _number(face["score"], "'score'")
+    if not 0 <= score <= 1:
+        raise ValueError(f"'score' {score} is outside [0, 1]")
+    checked: dict = {"box": box, "label": label, "score": score}
+    if face.get("face_score") is not None:
+        checked["face_score"] = _number(face["face_score"], "'face_score'")
+    probs = face.get("probs")
+    if isinstance(probs, dict):
+        try:
+            checked["probs"] = {canonical_label(str(k)): _number(v, "a probability") for k, v in probs.items()}
+        except (UnknownLabelError, ValueError) as error:
+            raise ValueError(f"'probs': {error}") from None
+    return checked

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic import dataclasses as pydantic_dataclasses
+
+from maskwatch.fileio import write_json
 
 ClassWeighting = Literal["none", "inverse", "sqrt_inverse"]
 WholeImage = Literal["crop", "stretch"]
@@ -165,11 +166,11 @@ def load_config(path: Path) -> TrainConfig:
 
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read config ({str(error).splitlines()[0]})") from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config ({(str(error).splitlines() or [''])[0]})") from None
     return config_from_mapping(raw, str(path))
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as JSON that :func:`load_config` reads back to an equal config."""
-    Path(path).write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    write_json(path, dataclasses.asdict(config))
