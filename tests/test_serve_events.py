@@ -163,7 +163,9 @@ def test_detect_every_runs_inference_on_every_nth_frame_only():
 
 def test_run_worker_survives_a_failing_frame_and_finishes_events_on_stop():
     source = ScriptedSource([[face(100, "without_mask")]] * 200)
-    camera = ResolvedCamera(name="cam", source="x", detector_size=0, detect_every=1, max_fps=1000, min_face_px=1, offline_after_s=5)
+    camera = ResolvedCamera(
+        name="cam", source="x", detector_size=0, detect_every=1, max_fps=1000, min_face_px=1, offline_after_s=5
+    )
     work = CameraWork(camera, source, Tracker(LABELS), EventEngine("cam", EventsConfig(min_frames=2), "n"))
     stop, seen = threading.Event(), []
     calls = {"n": 0}

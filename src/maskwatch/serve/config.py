@@ -172,7 +172,8 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
 
 def format_error(path: str, error: ValidationError) -> str:
     """The first problem as one line: file, dotted key, what is wrong."""
-    first = error.errors()[0]
+    problems = error.errors()
+    first = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])  # a typo also shows as "required"
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "list["))))
     key = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -182,7 +183,7 @@ def format_error(path: str, error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    more = len(error.errors()) - 1
+    more = len(problems) - 1
     return f"{path}: {key}: {message}{shown}" + (f"; and {more} more problem(s)" if more else "")
 
 

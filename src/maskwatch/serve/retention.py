@@ -26,6 +26,13 @@ def _remove(files: list[str | None]) -> None:
                 log.warning("retention: cannot delete %s (%s)", name, error.strerror or error)
 
 
+def _size_mb(name: str) -> float:
+    try:
+        return Path(name).stat().st_size / 1e6
+    except OSError:
+        return 0.0
+
+
 def apply_retention(store: Store, node: str, config: RetentionConfig, snapshot_dir: Path, now: float | None = None) -> int:
     """Delete what is over the limits, oldest first; return how many events went."""
     now = time.time() if now is None else now
@@ -35,13 +42,18 @@ def apply_retention(store: Store, node: str, config: RetentionConfig, snapshot_d
     deleted = len(old)
     size = folder_size_mb(snapshot_dir)
     while size > config.max_mb:
-        batch = store.oldest_with_snapshot(node, n=50)
-        if not batch:
+        batch = store.oldest_with_snapshot(node, n=200)
+        chosen = []
+        for event_id, snapshot in batch:
+            if size <= config.max_mb:
+                break
+            size -= _size_mb(snapshot)
+            chosen.append((event_id, snapshot))
+        if not chosen:
             break
-        _remove([snapshot for _, snapshot in batch])
-        store.delete_events([event_id for event_id, _ in batch])
-        deleted += len(batch)
-        size = folder_size_mb(snapshot_dir)
+        _remove([snapshot for _, snapshot in chosen])
+        store.delete_events([event_id for event_id, _ in chosen])
+        deleted += len(chosen)
     if deleted:
         log.info("retention: deleted %d event(s); snapshots now %.1f MB", deleted, size)
     return deleted
