@@ -10,17 +10,13 @@ import pytest
 
 pytest.importorskip("paho.mqtt")
 
+from tests import serve_support  # noqa: E402
+from tests.serve_support import MqttRecorder, WebhookReceiver, free_port, wait_for  # noqa: E402
+
 from maskwatch.serve.config import MqttConfig, WebhookConfig  # noqa: E402
 from maskwatch.serve.delivery import MqttDelivery, WebhookDelivery  # noqa: E402
-from tests.serve_support import (  # noqa: E402, F401
-    MqttRecorder,
-    WebhookReceiver,
-    free_port,
-    mqtt_broker,
-    mqtt_recorder,
-    wait_for,
-    webhook_receiver,
-)
+
+mqtt_broker, mqtt_recorder = serve_support.mqtt_broker, serve_support.mqtt_recorder  # fixtures
 
 EVENT = {"id": "door-abc", "camera": "door", "label": "without_mask", "score": 0.93, "end_time": None}
 

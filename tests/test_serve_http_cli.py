@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from tests.test_serve_store import make_event, write_all  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from maskwatch.cli import app as cli_app  # noqa: E402
@@ -20,7 +21,6 @@ from maskwatch.serve.config import ConfigError, load_config, parse_config  # noq
 from maskwatch.serve.events import EventMessage  # noqa: E402
 from maskwatch.serve.http import create_app  # noqa: E402
 from maskwatch.serve.store import Store  # noqa: E402
-from tests.test_serve_store import make_event, write_all  # noqa: E402
 
 runner = CliRunner()
 CAMERAS = [

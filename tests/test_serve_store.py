@@ -12,13 +12,16 @@ import pytest
 pytest.importorskip("sqlalchemy")
 
 import sqlalchemy as sa  # noqa: E402
+from tests import serve_support  # noqa: E402
+from tests.serve_support import wait_for  # noqa: E402
 
 from maskwatch.serve.config import RetentionConfig, SnapshotsConfig  # noqa: E402
 from maskwatch.serve.events import CountDelta, Event, EventMessage  # noqa: E402
 from maskwatch.serve.retention import apply_retention  # noqa: E402
 from maskwatch.serve.store import SCHEMA_VERSION, Store, StoreError, parse_since, schema_version  # noqa: E402
 from maskwatch.serve.writer import StoreWriter  # noqa: E402
-from tests.serve_support import postgres_url, wait_for  # noqa: E402, F401
+
+postgres_url = serve_support.postgres_url  # fixture
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
