@@ -51,9 +51,11 @@ class RtspCamera:
                     continue
                 except OSError:
                     return
-                self.clients += 1
                 with conn:
-                    self._session(conn)
+                    try:
+                        self._session(conn)
+                    except OSError:
+                        pass  # the client reset the connection; a play counts only once it was streamed
 
     def _session(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
@@ -80,11 +82,12 @@ class RtspCamera:
                 break
             self._send(conn, reply, body)
             if method == "PLAY" and streamer is None:
+                self.clients += 1
                 streamer = threading.Thread(target=self._stream, args=(conn, stop_stream), daemon=True)
                 streamer.start()
         stop_stream.set()
         if streamer is not None:
-            streamer.join(timeout=5)
+            streamer.join(timeout=30)  # the clip plays out (or the client leaves) before the next client
 
     @staticmethod
     def _read_request(reader) -> tuple[str, dict[str, str]] | None:
