@@ -124,7 +124,7 @@ def test_two_cameras_give_one_event_per_person_in_sqlite_mqtt_and_webhook(
 ):
     rtsp = RtspCamera(ffmpeg_exe(), clips["door"])
     store = f"sqlite:///{tmp_path / 'events.db'}"
-    extra = f"mqtt: {{topic_prefix: {mqtt_recorder.prefix}}}\nwebhooks: [{{url: '{webhook_receiver.url}', retries: 2}}]"
+    extra = f"mqtt: {{topic_prefix: {mqtt_recorder.prefix}, stats_interval_s: 1}}\nwebhooks: [{{url: '{webhook_receiver.url}', retries: 2}}]"
     config, port = write_config(tmp_path, store=store, cameras={"door": rtsp.url, "hall": clips["hall"]}, extra=extra)
     log = tmp_path / "serve.log"
     service = start_service(config, log)
@@ -144,6 +144,8 @@ def test_two_cameras_give_one_event_per_person_in_sqlite_mqtt_and_webhook(
     assert {e["id"] for e in published if e["type"] == "new"} == ids
     assert {e["id"] for e in published if e["type"] == "end"} == ids
     assert mqtt_recorder.on("status")[-1] == "offline"
+    stats = json.loads(mqtt_recorder.on("stats")[-1])
+    assert set(stats["cameras"]) == {"door", "hall"} and stats["dropped"] == {"store": 0, "delivery": 0}
     assert {json.loads(p)["status"] for p in mqtt_recorder.on("hall/status")} == {"online", "offline"}
     hooks = webhook_receiver.received
     assert {e["id"] for e in hooks if e["type"] == "new"} == ids and {e["id"] for e in hooks if e["type"] == "end"} == ids

@@ -89,6 +89,7 @@ class MqttConfig(_Strict):
     password: str | None = None
     tls: TlsConfig | None = None
     queue_size: int = Field(1000, ge=1)
+    stats_interval_s: float = Field(30.0, gt=0)
 
 
 class WebhookConfig(_Strict):

@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 class Service:
     """One node of ``maskwatch serve``."""
 
-    def __init__(self, config: ServeConfig, *, infer: Infer | None = None, stats_every_s: float = 30.0):
+    def __init__(self, config: ServeConfig, *, infer: Infer | None = None):
         self.config, self.node = config, config.node
         self.stop_event = threading.Event()
         self.store = Store(config.store)
         self.infer = infer
-        self.stats_every_s = stats_every_s
+        self.stats_every_s = config.mqtt.stats_interval_s if config.mqtt is not None else 30.0
         self.deliver = Deliverers()
         self.readers: list[CameraReader] = []
         self.works: list[CameraWork] = []
