@@ -169,6 +169,22 @@ def test_unreachable_store_at_start_is_one_error_line(tmp_path: Path):
     assert len(errors) == 1 and "cannot open" in errors[0] and "127.0.0.1:1" in errors[0]
 
 
+def test_http_port_in_use_is_one_error_line(tmp_path: Path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        config = _config(
+            tmp_path, f"cameras: {{a: {{source: a.mp4}}}}\nstore: sqlite:///{tmp_path / 'e.db'}\nhttp: {{port: {port}}}\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "maskwatch.cli", "serve", "--config", str(config)], capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "rror" in line]
+    assert errors == [f"ERROR http: cannot listen on 127.0.0.1:{port} (Address already in use)"], result.stderr
+
+
 BLOCK_SERVE_DEPS = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

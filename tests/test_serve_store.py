@@ -195,3 +195,21 @@ def test_retention_deletes_old_events_then_oldest_over_the_size_limit(tmp_path):
     assert left == [f"door-{n:04d}" for n in range(30, 40)]  # 10 days (and at most 10 snapshots), the newest
     assert deleted == 30 and len(list((tmp_path / "snaps" / "door").glob("*.jpg"))) == 10
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("blur", "own_changed", "other_changed"), [("others", False, True), ("all", True, True), ("none", False, False)]
+)
+def test_snapshot_privacy_blur(blur: str, own_changed: bool, other_changed: bool):
+    from maskwatch.serve.snapshots import privacy_image
+
+    image = np.random.default_rng(1).integers(0, 255, (240, 320, 3), np.uint8)
+    own, other = [10, 20, 90, 120], [200, 20, 280, 120]
+    out = privacy_image(image, np.array([own, other], np.float32), own, blur)
+
+    def changed(box):
+        x1, y1, x2, y2 = box
+        return not np.array_equal(out[y1:y2, x1:x2], image[y1:y2, x1:x2])
+
+    assert (changed(own), changed(other)) == (own_changed, other_changed)
+    assert np.array_equal(out[130:, :], image[130:, :])  # outside the faces nothing changes

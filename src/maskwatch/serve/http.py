@@ -7,6 +7,8 @@ auth (a dependency on every router) and metrics can be added without touching th
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -131,6 +133,12 @@ class HttpServer:
         self._thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 
     def start(self, timeout_s: float = 10.0) -> HttpServer:
+        try:  # say why in one line, before uvicorn logs its own traceback-like error
+            socket.create_server((self.host, self.port)).close()
+        except OSError as error:
+            raise RuntimeError(
+                f"http: cannot listen on {self.host}:{self.port} ({os.strerror(error.errno) if error.errno else error})"
+            ) from None
         self._thread.start()
         deadline = threading.Event()
         for _ in range(int(timeout_s / 0.05)):
