@@ -86,6 +86,7 @@ def test_compliant_people_raise_no_event_but_are_counted():
     messages, work, _ = run_script(script)
     assert messages == []
     assert work.engine.counts == {"people_seen": 2, "compliant": 2, "non_compliant": 0}
+    assert work.tracker.last_compliant == {}  # nothing kept per person once gone: flat memory over days
 
 
 def test_a_flicker_shorter_than_min_frames_raises_nothing():

@@ -80,6 +80,8 @@ def step(works: Sequence[CameraWork], infer: Infer, sink: Sink, now: float | Non
         work.detections += 1
         work.faces = work.tracker.update(results[id(work)])
         alive = {t.track_id for t in work.tracker.tracks}
+        for gone in [k for k in work.tracker.last_compliant if k not in alive]:
+            del work.tracker.last_compliant[gone]  # the engine counts people; this dict would grow for ever
         messages, deltas = work.engine.update(work.faces, alive, frame.time, frame.image)
         if messages or deltas:
             sink(messages, deltas)
