@@ -360,6 +360,9 @@ def _default_fetch_names() -> list[str]:
 from maskwatch.cli_train import register as _register_train  # noqa: E402  (training-side commands)
 
 _register_train(app, _fail, _classifier_for)
+from maskwatch.cli_serve import register as _register_serve  # noqa: E402  (serve, events: the [serve] extra)
+
+_register_serve(app, _fail)
 
 if __name__ == "__main__":
     sys.exit(app())
