@@ -36,7 +36,7 @@ def pipeline(tiny_model) -> MaskPipeline:
     return MaskPipeline(PipelineConfig(model=str(tiny_model[1])), detector=BoxDetector())
 
 
-def test_runtime_does_not_import_torch(tiny_model, tmp_path: Path):
+def test_runtime_does_not_import_torch(tiny_model, centerface_file, tmp_path: Path):
     image = tmp_path / "face.png"
     Image.fromarray(synthetic_face("with_mask", 96)).save(image)
     code = f"""

