@@ -92,7 +92,7 @@ def classify_samples(
             continue
         for sample in faces:
             try:
-                pending.append((sample, _face_crop(image, sample, classifier)))
+                pending.append((sample, face_crop(image, sample, classifier)))
             except ValueError as error:
                 problems.append(f"{path}: {error}")
         if len(pending) >= batch_size:
@@ -102,7 +102,7 @@ def classify_samples(
     return scored, problems
 
 
-def _face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier) -> np.ndarray:
+def face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier) -> np.ndarray:
     if sample.box is None:
         return classifier.face_file_crop(image)
     return crop_face(image, sample.box, margin=classifier.info.margin, size=classifier.info.input_size)

@@ -235,6 +235,12 @@ def photo_incorrect_recall(logits: np.ndarray, truth: np.ndarray, from_photos: n
     return float((logits[real].argmax(1) == incorrect).mean()) if real.any() else float("nan")
 
 
+def last_macro_f1_gain(history: list[dict]) -> int:
+    """The epoch with the best val macro-F1 so far. Patience counts from it, not from the kept epoch: with a recall
+    floor the kept epoch can be an early one, and stopping on it would end a run whose macro-F1 is still climbing."""
+    return max(history, key=lambda row: row["val_macro_f1"])["epoch"]
+
+
 def selection_score(row: dict, incorrect_recall_floor: float) -> tuple[float, float]:
     """Epochs are compared on (reaches the real-photo mask_incorrect recall floor, val macro-F1): macro-F1 decides
     among epochs on the same side of the floor, and any epoch that reaches it beats every epoch that does not."""
@@ -443,7 +449,7 @@ def _train(config: TrainConfig) -> dict:
             "  *best" if improved else "",
         )
         write_history(history, out)
-        stopped = epoch - best_epoch >= config.patience
+        stopped = epoch - last_macro_f1_gain(history) >= config.patience
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
