@@ -244,8 +244,8 @@ def last_macro_f1_gain(history: list[dict]) -> int:
 def selection_score(row: dict, incorrect_recall_floor: float) -> tuple[float, float]:
     """Epochs are compared on (reaches the real-photo mask_incorrect recall floor, val macro-F1): macro-F1 decides
     among epochs on the same side of the floor, and any epoch that reaches it beats every epoch that does not."""
-    recall = row["val_recall_mask_incorrect_photos"]
-    reaches = incorrect_recall_floor <= 0 or (recall == recall and recall >= incorrect_recall_floor)
+    recall = row.get("val_recall_mask_incorrect_photos")  # NaN, or null once written to history.json: no such faces
+    reaches = incorrect_recall_floor <= 0 or (recall is not None and recall == recall and recall >= incorrect_recall_floor)
     return (1.0 if reaches else 0.0, row["val_macro_f1"])
 
 
