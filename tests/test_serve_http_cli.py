@@ -224,3 +224,14 @@ def test_the_runtime_and_detect_never_import_the_service():
 def test_parse_config_rejects_a_non_mapping():
     with pytest.raises(ConfigError, match="expected a mapping"):
         parse_config(["cameras"])
+
+
+def test_the_readme_config_example_is_valid():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Monitor cameras", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    import yaml
+
+    config = parse_config(yaml.safe_load(block), "README")
+    assert [c.name for c in config.resolved_cameras()] == ["door", "hall", "test"]
+    assert config.resolved_cameras()[1].detect_every == 2 and config.mqtt.topic_prefix == "maskwatch/shop-1"
