@@ -117,13 +117,14 @@ def test_sigint_stops_the_service_and_ends_the_open_event(short_clip: Path, tmp_
         box = np.array([100, 100, 180, 200], np.float32)
         return [[Face(box=box, label="without_mask", score=0.96, probs=probs, face_score=0.9)] for _ in items]
 
-    store = f"sqlite:///{tmp_path / 'e.db'}"
+    url = f"sqlite:///{tmp_path / 'e.db'}"
     config = parse_config(
-        {"node": "n1", "cameras": {"cam": {"source": str(short_clip)}}, "store": store, "http": {"port": 0},
+        {"node": "n1", "cameras": {"cam": {"source": str(short_clip)}}, "store": url, "http": {"port": 0},
          "snapshots": {"dir": str(tmp_path / "snaps")}, "events": {"cooldown_s": 30}}
     )  # fmt: skip
     service = Service(config, infer=infer).start()
-    assert wait_for(lambda: len(Store(store).open().query_events()) == 1, 10)
+    store = Store(url).open()
+    assert wait_for(lambda: len(store.query_events()) == 1, 10)
 
     def interrupt_when_handled() -> None:  # never a stray SIGINT into pytest itself
         if wait_for(lambda: signal.getsignal(signal.SIGINT) == service._on_signal, 10, 0.01):  # noqa: SLF001
@@ -133,7 +134,7 @@ def test_sigint_stops_the_service_and_ends_the_open_event(short_clip: Path, tmp_
 
     threading.Thread(target=interrupt_when_handled, daemon=True).start()
     service.run()  # returns after the signal, having shut down
-    (event,) = Store(store).open().query_events()
+    (event,) = store.query_events()
     assert event["end_time"] is not None and event["end_time"] <= time_iso_now()
     assert Path(event["snapshot"]).is_file()
 
