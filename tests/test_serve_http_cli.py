@@ -127,6 +127,10 @@ def test_config_defaults_are_overridden_per_camera(tmp_path: Path):
         ("cameras: {a: {source: x}}\nsnapshots: {blur: faces}", "snapshots.blur: Input should be 'others', 'all' or 'none'"),
         ("cameras: {a: {source: x}}\nmqtt: {hots: h}", "mqtt.hots: unknown key (did you mean 'host'?)"),
         ("cameras: {a: {source: x}}\nwebhooks: [{url: ftp://x}]", "webhooks.0.url: must start with http:// or https://"),
+        (
+            "cameras: {a: {source: x}}\nwebhooks: [{url: 'http://x', retires: 2}]",
+            "webhooks.0.retires: unknown key (did you mean 'retries'?)",
+        ),
         ("cameras: {a: {source: x}}\nevents: {labels: [bogus]}", "unknown label 'bogus'"),
         ("cameras: {}", "cameras: needs at least one camera"),
         ("cameras: {a/b: {source: x}}", "may not contain '/'"),
