@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from maskwatch.fileio import save_figure, write_json
+
 
 def load(specs: list[str]) -> dict[str, dict]:
     models = {}
@@ -71,7 +73,7 @@ def chart(models: dict[str, dict], path: Path) -> None:
     ax.set_title("Share of Grad-CAM mass on nose, mouth and chin", fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -87,7 +89,7 @@ def main() -> None:
         chart(models, args.chart)
         print(f"chart: {args.chart}")
     if args.keep:
-        args.keep.write_text(json.dumps(models, indent=1))
+        write_json(args.keep, models, indent=1)
 
 
 if __name__ == "__main__":

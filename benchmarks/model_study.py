@@ -21,6 +21,7 @@ from maskwatch.cli_train import load_labelled_crops
 from maskwatch.data.splits import read_manifest
 from maskwatch.export.onnx_export import export_onnx
 from maskwatch.export.quantize import quantize_int8
+from maskwatch.fileio import save_figure, write_json
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report
 from maskwatch.runtime.classifier import OnnxMaskClassifier
@@ -78,7 +79,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows, indent=1)
     print_and_plot(rows, args.chart)
 
 
@@ -124,7 +125,7 @@ def print_and_plot(rows: list[dict], chart: Path | None) -> None:
         ax.grid(alpha=0.3)
         ax.set_title("classifier: accuracy vs latency (marker area ~ file size)")
         fig.tight_layout()
-        fig.savefig(chart)
+        save_figure(fig, chart)
 
 
 if __name__ == "__main__":

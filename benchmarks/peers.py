@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
-from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
+from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
 HERE = Path(__file__).resolve().parent
 PEER = "(d) res10 SSD + MobileNetV2@224"
@@ -74,7 +74,7 @@ def time_pipeline(run_frame, jpeg: bytes, repeat: int) -> float:
     return float(np.median(times))
 
 
-def torch_eager_pipeline(detector: MaskDetector, checkpoint: Path):
+def torch_eager_pipeline(detector: MaskPipeline, checkpoint: Path):
     """Same detector and crops, classifier in PyTorch eager mode (what a training notebook runs)."""
     import torch
 
@@ -121,8 +121,8 @@ def main() -> None:
     peer_onnx = export_onnx(peer_net, peer_meta, work / "peer_mnv2_224.onnx")
     prototxt, caffemodel = res10_files(HERE.parent / ".cache" / "res10")
 
-    int8 = MaskDetector(DetectorConfig(detector_size=args.detector_size, threads=2))
-    fp32 = MaskDetector(DetectorConfig(model=str(fp32_path), detector_size=args.detector_size, threads=2))
+    int8 = MaskPipeline(PipelineConfig(detector_size=args.detector_size, threads=2))
+    fp32 = MaskPipeline(PipelineConfig(model=str(fp32_path), detector_size=args.detector_size, threads=2))
     rows = {
         "(a) maskwatch int8": (lambda f: int8(f), asset_path(DEFAULT_CLASSIFIER).stat().st_size),
         "(b) maskwatch fp32": (lambda f: fp32(f), fp32_path.stat().st_size),

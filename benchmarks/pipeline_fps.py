@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskwatch.draw import annotate
-from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
+from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
 SCENES = Path(__file__).resolve().parents[2] / "shared" / "data" / "scenes"
 
@@ -37,9 +37,9 @@ def test_frames() -> dict[str, bytes]:
                 image = cv2.resize(cv2.imread(str(sorted(candidates)[0])), (640, 480))
                 frames[f"{want} face{'s' if want > 1 else ''} (scene)"] = cv2.imencode(".jpg", image)[1].tobytes()
     if not frames:
-        from skimage import data
+        from maskwatch.runtime.pipeline import default_sample_image
 
-        face = cv2.cvtColor(cv2.resize(data.astronaut(), (160, 160)), cv2.COLOR_RGB2BGR)
+        face = cv2.cvtColor(cv2.resize(default_sample_image()[1], (160, 160)), cv2.COLOR_RGB2BGR)
         for want in (1, 10):
             canvas = np.full((480, 640, 3), 128, np.uint8)
             for i in range(want):
@@ -49,7 +49,7 @@ def test_frames() -> dict[str, bytes]:
     return frames
 
 
-def measure(pipeline: MaskDetector, jpeg: bytes, repeat: int) -> dict[str, float]:
+def measure(pipeline: MaskPipeline, jpeg: bytes, repeat: int) -> dict[str, float]:
     totals: dict[str, list[float]] = {
         "decode": [],
         "detect": [],
@@ -91,7 +91,7 @@ def main() -> None:
     for column in ("frame", "detector size", "faces", "decode", "detect", "crop", "classify", "draw", "total ms", "FPS"):
         table.add_column(column, justify="right")
     for size in args.detector_sizes:
-        pipeline = MaskDetector(DetectorConfig(model=args.model, detector_size=size, threads=args.threads))
+        pipeline = MaskPipeline(PipelineConfig(model=args.model, detector_size=size, threads=args.threads))
         for name, jpeg in frames.items():
             m = measure(pipeline, jpeg, args.repeat)
             table.add_row(

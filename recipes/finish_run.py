@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.data.transforms import eval_transform
+from maskwatch.fileio import write_json
 from maskwatch.labels import LABELS
 from maskwatch.training.checkpoint import load_checkpoint
 from maskwatch.training.config import TrainConfig
@@ -50,7 +51,7 @@ def main() -> None:
         split_sizes={k: int(len(v)) for k, v in idx.items()},
         problems=0,
     )
-    (args.run / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(args.run / "report.json", report)
 
 
 if __name__ == "__main__":

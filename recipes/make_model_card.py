@@ -1,6 +1,7 @@
 """Write the shipped model's card from a training run's report (so every number has one source).
 
-python recipes/make_model_card.py runs/default [--focus runs/focus.json] > src/maskwatch/assets/MODEL_CARD.md
+python recipes/make_model_card.py runs/default [--focus runs/focus.json] [--onnx-test runs/default/onnx_test.json]
+    > src/maskwatch/assets/MODEL_CARD.md
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import json
 from pathlib import Path
 
 
-def table(report: dict) -> str:
+def table(per_source: dict) -> str:
     lines = [
         "| test source | n | accuracy | macro-F1 | per-class recall | confusion matrix (rows = truth) |",
         "|---|---|---|---|---|---|",
     ]
-    for source, r in report["test"].items():
+    for source, r in per_source.items():
         recall = ", ".join(f"{k} {v['recall']:.3f}" for k, v in r["per_class"].items() if v["support"])
         lines.append(
             f"| {source} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {recall} | `{r['confusion_matrix']}` |"
@@ -23,11 +24,31 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def incorrect_note(config: dict) -> str:
+    """How many real incorrectly worn masks the training split holds, counted from the manifest the run used."""
+    from collections import Counter
+
+    from maskwatch.data.splits import read_manifest
+
+    manifest = config.get("splits") or "recipes/default_splits.csv.gz"
+    counts = Counter(
+        r.sample.source for r in read_manifest(Path(manifest)) if r.split == "train" and r.sample.label == "mask_incorrect"
+    )
+    real = {k: v for k, v in counts.items() if k not in ("maskedface-net",) and any(k in str(d) for d in config.get("data", []))}
+    return (
+        f"Real incorrectly worn masks in the training split: {', '.join(f'{v} from {k}' for k, v in sorted(real.items()))}\n"
+        f"  (plus {counts.get('maskedface-net', 0)} synthetic MaskedFace-Net ones); `mask_incorrect` stays the class with the fewest real examples\n"
+        "  and the widest error bars."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--focus", type=Path)
     parser.add_argument("--int8", type=Path, help="JSON from recipes/ship_default.py with int8 test scores")
+    parser.add_argument("--onnx-test", type=Path, help="onnx_test.json from recipes/ship_default.py (fp32 and int8 per source)")
+    parser.add_argument("--parity", default="", help="a sentence on int8 vs fp32 across CPU paths")
     parser.add_argument("--scenes", type=Path, nargs="*", default=[], help="evaluate-scenes JSON files (all images, test images)")
     parser.add_argument("--time-note", default="", help="a remark on how and where it ran")
     parser.add_argument("--command", default="maskwatch train --config recipes/default.yaml")
@@ -36,6 +57,18 @@ def main() -> None:
     args = parser.parse_args()
     report = json.loads((args.run / "report.json").read_text())
     config = json.loads((args.run / "config.json").read_text())
+    uses_ilc = any("scenes-ilc" in str(d) for d in config.get("data", []))
+    ilc = (
+        " and the real photos of `scenes-ilc` (masks worn correctly, not at all, and under the nose or on the chin; "
+        "**licence not stated** - a web-scraped academic set (ILC 2021): treat the model as for research use until that is settled)"
+        if uses_ilc
+        else ""
+    )
+    excluded = (
+        f" Files listed in `{', '.join(config['exclude'])}` (clearly wrong labels, with reasons) were left out of training."
+        if config.get("exclude")
+        else ""
+    )
     frozen = 19 - config["trainable_blocks"] if config["trainable_blocks"] < 19 else 0
     head = "the 3-way head" if config.get("init") else "a new 3-way head"
     if config["cache_views"] > 0:
@@ -78,14 +111,26 @@ Probabilities are calibrated by a temperature fitted on the validation split
 
 ## Data
 `../shared/data` (see its README): chandrika face crops (MIT), MaskedFace-Net crops (**CC BY-NC-SA 4.0** - the
-model is trained partly on non-commercial data; check that licence before commercial use), and the faces of the
-Kaggle face-mask scene photos (CC0), cropped from their VOC boxes (boxes under {config["min_face"]} px skipped).
+model is trained partly on non-commercial data; check that licence before commercial use), the faces of the
+Kaggle face-mask scene photos (CC0){ilc}, cropped from their VOC boxes (boxes under {config["min_face"]} px skipped).
+Whole-face files (class folders) are cut as `{config.get("whole_image", "stretch")}` (`maskwatch.crop.whole_image_crop`).
 Leak-free splits: near-duplicate images (perceptual hash) and all faces of one photo share a split; the manifest is
-`splits.csv` in the run folder. Split sizes: {report["split_sizes"]}.
+`recipes/default_splits.csv.gz`. Split sizes: {report["split_sizes"]}.{excluded}
 
-## Test split (fp32 checkpoint; numbers from the run's `report.json`)
-{table(report)}
+## Test split (fp32 checkpoint in PyTorch; numbers from the run's `report.json`)
+{table(report["test"])}
 """)
+    if args.onnx_test and args.onnx_test.exists():
+        scores = json.loads(args.onnx_test.read_text())
+        for kind in ("int8", "fp32"):
+            print(
+                f"## Test split, {kind} ONNX model (`recipes/ship_default.py`; `maskwatch evaluate recipes/default_splits.csv.gz --split test`"
+                f"{' --model FP32.onnx' if kind == 'fp32' else ''}; every row of the committed split, excluded files included)\n"
+            )
+            print(table(scores[kind]))
+            print()
+        if args.parity:
+            print(args.parity + "\n")
     if args.int8 and args.int8.exists():
         int8 = json.loads(args.int8.read_text())
         print("## Test split, shipped int8 model (`recipes/ship_default.py`, the runtime's ONNX classifier on the same crops)\n")
@@ -131,10 +176,10 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
             for label, row in focus["occlusion"].items():
                 print(f"| {label} | {row['n']} | {row['changed_lower_hidden']:.1%} | {row['changed_upper_hidden']:.1%} |")
             print()
-    print("""## Limits
+    print(
+        """## Limits
 - Trained on frontal and near-frontal faces; strong profile views, heavy occlusion (hands, scarves) and faces under
-  about 16 px are classified less reliably. `mask_incorrect` is rare in real scenes (55 training-pool faces from the
-  scene photos; most examples are synthetic MaskedFace-Net masks), so its recall on real cameras is the weakest number.
+  about 16 px are classified less reliably. {incorrect_note}
 - Test sets are small (scenes `mask_incorrect`: about a dozen faces), so per-class figures there move by several points
   between seeds.
 - Known shortcut seen in Grad-CAM and errors: studio portraits on white backgrounds lean towards `with_mask` (the chandrika
@@ -143,9 +188,11 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
   mouth corner". The focus score was trained for (focus guidance), so it is also backed by the occlusion check above.
   The lowest-scoring faces (gallery from `maskwatch explain --report`) are dataset "crops" that are really whole photos
   with several faces, where the scored region is one small face and the map covers another person or a mask drawing.
-- `recipes/exclusions.txt` lists one test image whose label is wrong for this task (a beauty face-sheet with open
-  nose and mouth, labelled with_mask), found while reading the test errors; the scores above still count it.
-- Not a face-recognition model; it stores nothing about identities.""")
+- `recipes/exclusions.txt` lists files whose labels are clearly wrong, with the reason: one chandrika test image (a
+  beauty face-sheet with open nose and mouth, labelled with_mask), found while reading test errors, which the ONNX
+  tables above still count; and scenes-ilc photos found by screening the train and val splits only.
+- Not a face-recognition model; it stores nothing about identities.""".replace("{incorrect_note}", incorrect_note(config))
+    )
     for line in args.limit:
         print(f"- {line}")
     print()

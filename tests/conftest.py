@@ -108,3 +108,53 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "network" in item.keywords:
                 item.add_marker(skip_net)
+
+
+def assert_clear_error(result, message: str, code: int = 2) -> None:
+    """A CLI failure the way a user should meet it: the documented exit status, the message, and no traceback (an
+    uncaught exception also exits non-zero, so the status alone proves nothing)."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert message in result.output, result.output
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _skip_centerface_when_offline():
+    """Offline (MASKWATCH_OFFLINE) without a cached CenterFace file, tests that run the face detector skip."""
+    reason = _centerface_missing_offline()
+    if reason is None:
+        yield
+        return
+    from maskwatch.runtime import detectors
+
+    def skip(*_: object, **__: object):
+        pytest.skip(reason)
+
+    original, detectors.centerface_path = detectors.centerface_path, skip
+    yield
+    detectors.centerface_path = original
+
+
+@pytest.fixture
+def centerface_file() -> Path:
+    """CenterFace's local file, for tests whose subprocesses run the detector; skips offline without one."""
+    reason = _centerface_missing_offline()
+    if reason is not None:
+        pytest.skip(reason)
+    from maskwatch.runtime.assets import centerface_path
+
+    return centerface_path()
+
+
+def _centerface_missing_offline() -> str | None:
+    if not os.environ.get("MASKWATCH_OFFLINE"):
+        return None
+    from maskwatch.pypi_files import FetchError
+    from maskwatch.runtime.assets import centerface_path
+
+    try:
+        centerface_path(allow_download=False)
+    except FetchError as error:
+        return f"MASKWATCH_OFFLINE is set and {error}"
+    return None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.conftest import synthetic_face, write_class_tree
+from tests.conftest import assert_clear_error, synthetic_face, write_class_tree
 from typer.testing import CliRunner
 
 from maskwatch.cli import app
@@ -32,8 +32,10 @@ def test_detect_without_arguments_runs_on_the_built_in_sample(tiny_model, tmp_pa
 def test_detect_rejects_unknown_detector_and_model(tmp_path: Path):
     image = tmp_path / "a.png"
     Image.fromarray(synthetic_face("with_mask", 64)).save(image)
-    assert runner.invoke(app, ["detect", str(image), "--detector", "yolo"]).exit_code == 1
-    assert runner.invoke(app, ["detect", str(image), "--model", str(tmp_path / "missing.onnx")]).exit_code == 1
+    result = runner.invoke(app, ["detect", str(image), "--detector", "yolo"])
+    assert_clear_error(result, "unknown detector 'yolo'; choose one of: centerface, haar")
+    result = runner.invoke(app, ["detect", str(image), "--model", str(tmp_path / "missing.onnx")])
+    assert_clear_error(result, "missing.onnx: no such model file")
 
 
 def test_detect_blur_and_save(tiny_model, tmp_path: Path):
@@ -54,19 +56,20 @@ def test_detect_blur_and_save(tiny_model, tmp_path: Path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "d.jsonl").is_file()
+    assert (tmp_path / "d.jsonl").is_file() and (tmp_path / "out" / "a.jpg").is_file()
+    # That blurring changes the face pixels and nothing else: test_reliability_cli.py::test_blur_changes_face_pixels...
 
 
 def test_evaluate_on_a_missing_folder_is_one_clear_error(tmp_path: Path):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
-    assert result.exit_code == 1
+    assert_clear_error(result, "nope: not a folder")
 
 
 def test_train_with_a_config_typo_is_one_clear_error(tmp_path: Path):
     config = tmp_path / "c.yaml"
     config.write_text("epoch: 3\n")
     result = runner.invoke(app, ["train", "--config", str(config)])
-    assert result.exit_code == 1
+    assert_clear_error(result, "unknown key 'epoch'; did you mean 'epochs'?")
 
 
 @pytest.mark.slow
@@ -108,6 +111,6 @@ def test_explain_crops_report_and_bad_inputs(tiny_model, tmp_path: Path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (64, 64), (128, 128, 128)).save(blank)
     result = runner.invoke(app, ["explain", str(blank), "--model", str(tiny_model[0]), "--out", str(tmp_path / "e3")])
-    assert result.exit_code == 1  # no face found anywhere: a clear error, not a traceback
+    assert_clear_error(result, "no faces to explain")  # no face found anywhere: a clear error, not a traceback
     result = runner.invoke(app, ["explain", str(tmp_path / "faces" / "with_mask" / "broken.png"), "--model", str(tiny_model[0])])
-    assert result.exit_code == 1
+    assert_clear_error(result, "broken.png: not an image file PIL can read")

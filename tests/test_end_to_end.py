@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from tests.conftest import write_class_tree, write_voc_scene  # noqa: E402
+from tests.conftest import assert_clear_error, write_class_tree, write_voc_scene  # noqa: E402
 
 from maskwatch.cli import app  # noqa: E402
 from maskwatch.runtime.classifier import OnnxMaskClassifier  # noqa: E402
@@ -61,19 +61,7 @@ def test_training_writes_every_artifact(trained_run: Path):
         assert column in header
 
 
-def test_resume_continues_from_the_last_epoch(trained_run: Path, tmp_path: Path):
-    import shutil
-
-    from maskwatch.training.config import load_config
-    from maskwatch.training.train import train
-
-    config = load_config(trained_run.parent / "train.yaml")
-    resumed = tmp_path / "resumed"
-    shutil.copytree(trained_run, resumed)
-    report = train(config.replace(out=str(resumed), epochs=3))
-    history = json.loads((resumed / "history.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 2, 3]
-    assert report["split_sizes"]["train"] > 0
+# Resuming is tested by killing a real training process: test_reliability_training.py.
 
 
 def test_evaluate_json_has_the_stable_keys(trained_run: Path, tmp_path: Path):
@@ -81,7 +69,7 @@ def test_evaluate_json_has_the_stable_keys(trained_run: Path, tmp_path: Path):
     (data / "with_mask" / "corrupt.jpg").write_bytes(b"nope")
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["evaluate", str(data), "--model", str(trained_run / "model.onnx"), "--json", str(out)])
-    assert result.exit_code == 0, result.output
+    assert_clear_error(result, "corrupt.jpg: not an image file PIL can read", code=1)  # 1: some inputs failed
     report = json.loads(out.read_text())
     assert {"n", "accuracy", "macro_f1", "per_class", "labels", "confusion_matrix"} <= set(report)
     assert report["n"] == 9 and report["skipped"] == 1
@@ -100,34 +88,49 @@ def test_evaluate_partial_class_tree_and_checkpoint_model(trained_run: Path, tmp
     assert report["n"] == 4 and report["labels"] == ["with_mask", "without_mask", "mask_incorrect"]
 
 
-def test_export_int8_then_load_in_runtime(trained_run: Path, tmp_path: Path):
+def test_export_int8_at_the_real_threshold_on_held_out_faces(trained_run: Path, tmp_path: Path):
+    """The default gate (0.5 points, >= 100 held-out faces), decided on faces the calibration never saw."""
+    import re
+
+    calibration = write_class_tree(tmp_path / "calibration", per_class=70, size=40)  # 210 faces: 105 + 105
     out = tmp_path / "exported.onnx"
-    result = runner.invoke(
-        app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out), "--max-drop", "100"]
+    args = ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--calibration", str(calibration)])
+    assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
+    found = re.search(
+        r"calibrated on (\d+) faces, checked on (\d+) held-out faces: fp32 acc ([\d.]+), int8 acc ([\d.]+)", result.output
     )
-    assert result.exit_code == 0, result.output
+    assert found, result.output
+    calibrated, held_out, fp32_acc, int8_acc = int(found[1]), int(found[2]), float(found[3]), float(found[4])
+    assert (calibrated, held_out) == (105, 105)  # disjoint halves of the 210 faces
     int8 = tmp_path / "exported_int8.onnx"
-    classifier = OnnxMaskClassifier(int8)
-    assert classifier.info.extra["format"] == "int8"
-    assert classifier.info.extra["calibration"]["images"] > 0
-    assert int8.stat().st_size < out.stat().st_size
+    if 100 * (fp32_acc - int8_acc) <= 0.5 + 1e-6:
+        assert result.exit_code == 0, result.output
+        classifier = OnnxMaskClassifier(int8)
+        assert classifier.info.extra["format"] == "int8" and classifier.info.extra["calibration"]["images"] == 105
+        assert int8.stat().st_size < out.stat().st_size
+    else:
+        assert_clear_error(result, "int8 model not kept")
+        assert not int8.exists()
 
 
-def test_export_refuses_an_int8_model_that_lost_accuracy(trained_run: Path, tmp_path: Path):
+def test_export_refuses_int8_without_enough_held_out_faces(trained_run: Path, tmp_path: Path):
     out = tmp_path / "strict.onnx"
-    result = runner.invoke(
-        app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out), "--max-drop", "-1"]
-    )
-    assert result.exit_code == 1
+    result = runner.invoke(app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out)])
+    assert_clear_error(result, "held-out faces to check int8 against fp32 (need 100; see --min-parity-faces)")
     assert not (tmp_path / "strict_int8.onnx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    result = runner.invoke(
+        app, ["export", "--model", str(trained_run / "best.safetensors"), "--int8", "--out", str(out), "--min-parity-faces", "1"]
+    )
+    assert result.exit_code in (0, 2) and "held-out faces" in result.output  # the run's test rows, never its val rows
 
 
 def test_export_refusals(trained_run: Path, tmp_path: Path):
     not_a_checkpoint = tmp_path / "x.safetensors"
     not_a_checkpoint.write_bytes(b"junk")
     result = runner.invoke(app, ["export", "--model", str(not_a_checkpoint)])
-    assert result.exit_code == 1
+    assert_clear_error(result, "x.safetensors: not a safetensors checkpoint")
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(
@@ -143,7 +146,7 @@ def test_export_refusals(trained_run: Path, tmp_path: Path):
             str(empty),
         ],
     )
-    assert result.exit_code == 1
+    assert_clear_error(result, "has no images; give --calibration with real face crops")
 
 
 def test_export_of_a_mismatched_checkpoint_is_refused(trained_run: Path, tmp_path: Path):
@@ -156,7 +159,7 @@ def test_export_of_a_mismatched_checkpoint_is_refused(trained_run: Path, tmp_pat
     wrong = tmp_path / "wrong.safetensors"
     save_file(tensors, str(wrong), metadata={"maskwatch": json.dumps({**meta, "model": "resnet18"})})
     result = runner.invoke(app, ["export", "--model", str(wrong)])
-    assert result.exit_code == 1
+    assert_clear_error(result, "wrong.safetensors: weights do not match resnet18")
 
 
 def fine_tune(faces: Path, init: Path, out: Path, *options: str):
@@ -176,4 +179,10 @@ def test_fine_tune_from_a_checkpoint_on_new_class_folders(trained_run: Path, tmp
 def test_fine_tune_from_a_mismatched_checkpoint_is_refused(trained_run: Path, tmp_path: Path):
     faces = write_class_tree(tmp_path / "site", per_class=4, size=40)
     result = fine_tune(faces, trained_run / "best.safetensors", tmp_path / "r", "--model", "resnet18")
-    assert result.exit_code == 1
+    assert_clear_error(result, "--init checkpoint is a mobilenet_v2")
+
+
+def test_the_run_config_json_reads_back_as_the_config_it_ran(trained_run: Path):
+    from maskwatch.training.config import load_config
+
+    assert load_config(trained_run / "config.json") == load_config(trained_run.parent / "train.yaml")

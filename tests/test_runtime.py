@@ -13,7 +13,7 @@ from tests.conftest import synthetic_face
 
 from maskwatch.runtime.classifier import ModelFileError, OnnxMaskClassifier
 from maskwatch.runtime.detectors import Detections, decode_centerface, make_detector, nms
-from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
+from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, default_sample_image
 from maskwatch.runtime.stream import OutputOptions, run
 from maskwatch.sources import describe_source, iter_frames
 
@@ -32,19 +32,19 @@ class BoxDetector:
 
 
 @pytest.fixture
-def pipeline(tiny_model) -> MaskDetector:
-    return MaskDetector(DetectorConfig(model=str(tiny_model[1])), detector=BoxDetector())
+def pipeline(tiny_model) -> MaskPipeline:
+    return MaskPipeline(PipelineConfig(model=str(tiny_model[1])), detector=BoxDetector())
 
 
-def test_runtime_does_not_import_torch(tiny_model, tmp_path: Path):
+def test_runtime_does_not_import_torch(tiny_model, centerface_file, tmp_path: Path):
     image = tmp_path / "face.png"
     Image.fromarray(synthetic_face("with_mask", 96)).save(image)
     code = f"""
 import sys
-from maskwatch.runtime.pipeline import MaskDetector, DetectorConfig
+from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 from maskwatch.runtime.stream import run, OutputOptions
 from maskwatch.imaging import load_rgb
-d = MaskDetector(DetectorConfig(model={str(tiny_model[1])!r}, detector_size=128))
+d = MaskPipeline(PipelineConfig(model={str(tiny_model[1])!r}, detector_size=128))
 r = d(load_rgb({str(image)!r}))
 run({str(image)!r}, d, OutputOptions())
 assert "torch" not in sys.modules, "torch was imported"
@@ -100,9 +100,7 @@ def test_pipeline_results_are_typed_and_in_image_pixels(pipeline):
 
 
 def test_centerface_finds_the_package_sample_face():
-    from skimage import data
-
-    found = make_detector("centerface", input_size=512).detect(data.astronaut())
+    found = make_detector("centerface", input_size=512).detect(default_sample_image()[1])
     assert len(found.boxes) >= 1 and found.landmarks.shape == (len(found.boxes), 5, 2)
     x1, y1, x2, y2 = found.boxes[found.scores.argmax()]
     assert 150 < (x1 + x2) / 2 < 300 and 50 < (y1 + y2) / 2 < 200  # the astronaut's face
@@ -176,7 +174,7 @@ def test_folder_with_bad_files_yields_every_input_once(pipeline, tmp_path: Path)
 
 
 def test_image_without_faces_gives_an_empty_list(tiny_model, tmp_path: Path):
-    pipeline = MaskDetector(DetectorConfig(model=str(tiny_model[1])), detector=BoxDetector(found=False))
+    pipeline = MaskPipeline(PipelineConfig(model=str(tiny_model[1])), detector=BoxDetector(found=False))
     path = tmp_path / "blank.png"
     Image.new("RGB", (40, 40)).save(path)
     out = tmp_path / "o.jsonl"
@@ -199,7 +197,7 @@ class FakeCapture:
 
     opens = 0
 
-    def __init__(self, target):
+    def __init__(self, target, *backend_and_params):
         FakeCapture.opens += 1
         self.ok = FakeCapture.opens <= 2
         self.left = 3
@@ -226,8 +224,9 @@ def test_dropping_stream_reconnects_then_gives_up(monkeypatch):
     FakeCapture.opens = 0
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
     frames = list(iter_frames("rtsp://camera.invalid/stream", max_retries=2, backoff_s=0.001))
-    good = [f for f in frames if f.error is None]
-    assert [f.index for f in good] == [0, 1, 2, 3, 4, 5]  # frames from two connections, numbered on
+    good = [f.index for f in frames if f.error is None]
+    # Frames from two connections, numbered on; the newest-frame reader may drop some, never reorders or repeats.
+    assert good == sorted(set(good)) and good[-1] == 5 and any(i <= 2 for i in good)
     assert frames[-1].error and "gave up" in frames[-1].error
 
 

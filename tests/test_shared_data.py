@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from tests.conftest import SHARED_DATA
 
@@ -26,6 +25,16 @@ def test_sources_index_with_the_documented_counts():
     assert len(masked.samples) == 767
     scenes = index_source(SHARED_DATA / "scenes", min_face=0)
     assert len(scenes.samples) == 1883 and len({s.path for s in scenes.samples}) == 428
+    ilc = index_source(SHARED_DATA / "scenes-ilc", min_face=0)
+    assert len(ilc.samples) == 3401 and len({s.path for s in ilc.samples}) == 1353
+
+
+def test_extended_split_kept_every_earlier_assignment():
+    """Adding scenes-ilc (issue 9) moved no row of the three earlier sources: 927 test faces as before."""
+    rows = read_manifest(SPLITS)
+    earlier = [r for r in rows if r.sample.source != "scenes-ilc"]
+    assert len(earlier) == 5972 and sum(r.split == "test" for r in earlier) == 927
+    assert {r.sample.source for r in rows} == {"chandrika", "maskedface-net", "scenes", "scenes-ilc"}
 
 
 def test_committed_split_is_leak_free():
@@ -40,28 +49,19 @@ def test_committed_split_is_leak_free():
 
 @pytest.mark.slow
 def test_shipped_model_reproduces_its_recorded_test_scores():
-    """The int8 file in the package scores what its model card says on the committed test split."""
+    """The int8 file in the package scores what its model card says on the committed test split, per source."""
     import json
 
-    from maskwatch.data.loading import load_samples
-    from maskwatch.labels import LABELS
-    from maskwatch.metrics import classification_report
     from maskwatch.runtime.assets import asset_path
     from maskwatch.runtime.classifier import OnnxMaskClassifier
+    from maskwatch.runtime.evaluate import evaluate_source
 
     recorded = json.loads(asset_path("test_metrics.json").read_text())["int8"]
-    classifier = OnnxMaskClassifier()
-    rows = [r for r in read_manifest(SPLITS) if r.split == "test"]
-    loaded = load_samples(
-        [r.sample for r in rows], size=classifier.info.input_size, margin=classifier.info.margin, hash_files=False
-    )
-    assert len(loaded.samples) == len(rows)
-    predicted = classifier.predict_proba(list(loaded.crops)).argmax(1)
-    truth = np.array([LABELS.index(s.label) for s in loaded.samples])
-    sources = np.array([s.source for s in loaded.samples])
+    result, _, problems = evaluate_source(SPLITS, OnnxMaskClassifier(), split="test")
+    assert not problems
+    assert result["n"] == sum(1 for r in read_manifest(SPLITS) if r.split == "test")
     for source, expected in recorded.items():
-        keep = np.ones(len(truth), bool) if source == "all" else sources == source
-        report = classification_report(truth[keep], predicted[keep], LABELS)
+        report = result if source == "all" else result["per_source"][source]
         assert report["n"] == expected["n"]
         assert report["accuracy"] == pytest.approx(expected["accuracy"], abs=0.0025), source
         assert report["macro_f1"] == pytest.approx(expected["macro_f1"], abs=0.005), source

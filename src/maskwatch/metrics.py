@@ -1,7 +1,9 @@
-"""Classification metrics, calibration and their pictures - numpy and scikit-learn only.
+"""Classification metrics, calibration and their pictures - numpy, plus scikit-learn and matplotlib.
 
 Shared by training (every epoch) and ``maskwatch evaluate`` (the runtime, no torch), so the two
-report numbers computed the same way.
+report numbers computed the same way. scikit-learn and matplotlib (the ``eval`` extra) are imported
+inside the functions that need them: the classifier takes :func:`softmax` from here, and ``detect``
+must not pay for (or need) either.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from maskwatch.fileio import save_figure
 
 
 def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
@@ -18,6 +21,8 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     Every label of the model is reported, including those absent from ``y_true``: predictions of
     an absent class still count as errors, and macro-F1 averages over the classes present.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     indices = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=indices, zero_division=0)
@@ -101,7 +106,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
         ax.text(j, i, str(value), ha="center", va="center", color=colour)
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -115,12 +120,12 @@ def plot_history(history: Sequence[dict], path: str) -> None:
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=110)
     for ax, key in zip(axes, ("loss", "accuracy", "macro_f1")):
-        ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train")
-        ax.plot(epochs, [row[f"val_{key}"] for row in history], label="val")
+        for split in ("train", "val"):  # history.json writes a missing value (NaN) as null
+            ax.plot(epochs, [np.nan if row[f"{split}_{key}"] is None else row[f"{split}_{key}"] for row in history], label=split)
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

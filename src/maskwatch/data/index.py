@@ -8,13 +8,15 @@ than raised, so one bad file never stops an index of thousands.
 from __future__ import annotations
 
 import logging
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.imaging import is_image_path
 from maskwatch.labels import UnknownLabelError, canonical_label
+from maskwatch.voc import VocObject, box_problem, find_scene_image, parse_voc, read_voc_folder
+
+__all__ = ["VocObject", "box_problem", "find_scene_image", "parse_voc"]  # re-exported: the VOC reader lives in maskwatch.voc
 
 log = logging.getLogger(__name__)
 
@@ -81,72 +83,19 @@ def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
     return report
 
 
-@dataclass(frozen=True)
-class VocObject:
-    name: str
-    box: tuple[float, float, float, float]
-
-
-def parse_voc(xml_path: Path) -> tuple[str, list[VocObject]]:
-    """Read a Pascal VOC file: the image file name and its boxed objects (raises ValueError)."""
-    try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as error:
-        raise ValueError(f"{xml_path}: not a readable VOC XML file ({error})") from None
-    filename = (root.findtext("filename") or "").strip()
-    objects = []
-    for node in root.iter("object"):
-        name = (node.findtext("name") or "").strip()
-        bndbox = node.find("bndbox")
-        if bndbox is None:
-            raise ValueError(f"{xml_path}: object {name!r} has no <bndbox>")
-        try:
-            box = tuple(float(bndbox.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
-        except ValueError:
-            raise ValueError(f"{xml_path}: object {name!r} has a non-numeric box") from None
-        objects.append(VocObject(name, box))  # type: ignore[arg-type]
-    return filename, objects
-
-
-def find_scene_image(images_dir: Path, xml_path: Path, filename: str) -> Path | None:
-    """The image an annotation belongs to: same stem as the XML, else its <filename> stem."""
-    for stem in (xml_path.stem, Path(filename).stem):
-        for candidate in sorted(images_dir.glob(f"{stem}.*")):
-            if is_image_path(candidate):
-                return candidate
-    return None
-
-
 def index_voc_scenes(root: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE) -> IndexReport:
     """Index every annotated face of ``root/images`` + ``root/annotations`` as a box sample."""
     root = Path(root)
     source = source or root.name
-    images_dir, annotations_dir = root / "images", root / "annotations"
-    report = IndexReport()
-    if not annotations_dir.is_dir():
-        report.problems.append(f"{annotations_dir}: no annotations folder")
-        return report
-    for xml_path in sorted(annotations_dir.glob("*.xml")):
-        try:
-            filename, objects = parse_voc(xml_path)
-        except ValueError as error:
-            report.problems.append(str(error))
-            continue
-        image_path = find_scene_image(images_dir, xml_path, filename)
-        if image_path is None:
-            report.problems.append(f"{xml_path}: no image named {xml_path.stem}.* in {images_dir}")
-            continue
-        for obj in objects:
-            try:
-                label = canonical_label(obj.name)
-            except UnknownLabelError as error:
-                report.problems.append(f"{xml_path}: skipped object, {error}")
-                continue
-            x1, y1, x2, y2 = obj.box
+    folder = read_voc_folder(root / "images", root / "annotations")
+    report = IndexReport(problems=folder.problems)
+    for scene in folder.scenes:
+        for label, box in scene.faces:
+            x1, y1, x2, y2 = box
             if min(x2 - x1, y2 - y1) < min_face:
                 report.skipped_small += 1
                 continue
-            report.samples.append(Sample(image_path, label, source, obj.box))
+            report.samples.append(Sample(scene.image_path, label, source, box))
     return report
 
 

@@ -7,6 +7,7 @@ model's input size costs a few hundred MB and saves re-decoding large scene phot
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskwatch.crop import DEFAULT_MARGIN, crop_face, resize_square
+from maskwatch.crop import DEFAULT_MARGIN, crop_face, whole_image_crop
 from maskwatch.data.index import Sample
 from maskwatch.data.splits import ManifestRow, SplitFractions, near_duplicate_groups, split_of
 from maskwatch.imaging import ImageLoadError, load_rgb
@@ -35,9 +36,15 @@ class LoadedSamples:
 
 
 def load_samples(
-    samples: Sequence[Sample], *, size: int, margin: float = DEFAULT_MARGIN, hash_files: bool = True
+    samples: Sequence[Sample],
+    *,
+    size: int,
+    margin: float = DEFAULT_MARGIN,
+    hash_files: bool = True,
+    whole_image: str = "crop",
 ) -> LoadedSamples:
-    """Decode each file once; crop its faces (or take the whole image) at ``size`` x ``size``."""
+    """Decode each file once; crop its faces at ``size`` x ``size``: scene faces around their box, whole-face files
+    (class folders) by the ``whole_image`` geometry of :func:`maskwatch.crop.whole_image_crop`."""
     by_file: dict[Path, list[int]] = defaultdict(list)
     for i, sample in enumerate(samples):
         by_file[sample.path].append(i)
@@ -51,18 +58,38 @@ def load_samples(
             problems.append(str(error))
             continue
         if hash_files:
-            import imagehash
-
-            hashes[path] = int(str(imagehash.phash(Image.fromarray(image))), 16)
+            hashes[path] = perceptual_hash(image)
         for i in indices:
             box = samples[i].box
             try:
-                crops[i] = resize_square(image, size) if box is None else crop_face(image, box, margin=margin, size=size)
+                if box is None:
+                    crops[i] = whole_image_crop(image, geometry=whole_image, margin=margin, size=size)
+                else:
+                    crops[i] = crop_face(image, box, margin=margin, size=size)
             except ValueError as error:
                 problems.append(f"{path}: {error}")
     kept = [i for i, crop in enumerate(crops) if crop is not None]
     stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
     return LoadedSamples([samples[i] for i in kept], stacked, hashes, problems)
+
+
+def perceptual_hash(image: np.ndarray) -> int:
+    """64-bit pHash of an RGB image: near-duplicates (resized, re-encoded, lightly edited copies) differ in few bits."""
+    import imagehash
+
+    return int(str(imagehash.phash(Image.fromarray(image))), 16)
+
+
+def hash_image_files(paths: Sequence[Path]) -> tuple[dict[Path, int], list[str]]:
+    """Perceptual hashes of files (one-line problems for those that do not load)."""
+    hashes: dict[Path, int] = {}
+    problems: list[str] = []
+    for path in track(paths, description="hashing images", total=len(paths)):
+        try:
+            hashes[path] = perceptual_hash(load_rgb(path))
+        except ImageLoadError as error:
+            problems.append(str(error))
+    return hashes, problems
 
 
 def assign_splits(
@@ -72,15 +99,32 @@ def assign_splits(
     seed: int = 0,
     max_distance: int = 6,
     root: Path | None = None,
+    roots: Sequence[Path] = (),
 ) -> list[ManifestRow]:
-    """Group near-duplicate files and give every face of a group the same split."""
+    """Group near-duplicate files and give every face of a group the same split.
+
+    ``roots`` (the data folders) make each key ``<data folder name>/<path inside it>``, whatever way the folder was
+    spelled (relative, absolute, ``.``); ``root`` is the older form, a folder that contains the data folders.
+    """
     files = sorted(loaded.file_hashes)
-    keys = [_relative_key(path, root) for path in files]
+    keys = [_source_key(path, roots) if roots else _relative_key(path, root) for path in files]
     groups = near_duplicate_groups(keys, np.array([loaded.file_hashes[p] for p in files], dtype=np.uint64), max_distance)
     group_of = dict(zip(files, groups))
     return [
         ManifestRow(sample, group_of[sample.path], split_of(group_of[sample.path], fractions, seed)) for sample in loaded.samples
     ]
+
+
+def _source_key(path: Path, roots: Sequence[Path]) -> str:
+    """``<data folder name>/<path inside it>`` from resolved paths, so the key (and with it the split) does not
+    depend on how the data folder was spelled. The innermost data folder that holds ``path`` wins."""
+    resolved = Path(path).resolve()
+    holders = [(Path(r).resolve(), Path(os.path.abspath(r)).name) for r in roots]  # name as spelled: '.' -> its name
+    holders = [(real, name) for real, name in holders if resolved.is_relative_to(real)]
+    if not holders:
+        return f"{resolved.parent.name}/{resolved.name}"
+    home, name = max(holders, key=lambda holder: len(holder[0].parts))
+    return f"{name}/{resolved.relative_to(home).as_posix()}"
 
 
 def _relative_key(path: Path, root: Path | None) -> str:
@@ -91,3 +135,40 @@ def _relative_key(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return f"{Path(path).parent.name}/{Path(path).name}" if root is None else str(path)
+
+
+def extend_splits(
+    old_rows: Sequence[ManifestRow],
+    old_hashes: dict[Path, int],
+    new: LoadedSamples,
+    *,
+    fractions: SplitFractions = SplitFractions(),
+    seed: int = 0,
+    max_distance: int = 6,
+    root: Path | None = None,
+) -> list[ManifestRow]:
+    """Add ``new`` samples to an existing manifest without moving any of its rows.
+
+    New files are grouped with each other and with the old files (perceptual hash, as :func:`assign_splits`); a new
+    file that is a near-duplicate of an old one joins that old file's group and split, so no photo straddles the line;
+    the other new groups get the split their key hashes to.
+    """
+    old_group = {row.sample.path: (row.group, row.split) for row in old_rows}
+    new_files = sorted(set(new.file_hashes) - set(old_group))
+    old_files = sorted(p for p in old_hashes if p in old_group)
+    files = old_files + new_files
+    keys = [_relative_key(path, root) for path in files]
+    hashes = np.array([old_hashes[p] for p in old_files] + [new.file_hashes[p] for p in new_files], dtype=np.uint64)
+    components = near_duplicate_groups(keys, hashes, max_distance)
+    inherited: dict[str, tuple[str, str]] = {}
+    for path, component in zip(old_files, components):
+        inherited.setdefault(component, old_group[path])
+    assigned: dict[Path, tuple[str, str]] = {}
+    for path, component in zip(files[len(old_files) :], components[len(old_files) :]):
+        assigned[path] = inherited.get(component) or (component, split_of(component, fractions, seed))
+    rows = list(old_rows)
+    for sample in new.samples:
+        if sample.path in assigned:
+            group, split = assigned[sample.path]
+            rows.append(ManifestRow(sample, group, split))
+    return rows

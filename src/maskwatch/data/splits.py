@@ -12,8 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.data.index import Sample
+from maskwatch.fileio import atomic_write
 
 SPLITS = ("train", "val", "test")
 
@@ -82,17 +82,27 @@ MANIFEST_FIELDS = ("path", "label", "source", "x1", "y1", "x2", "y2", "group", "
 
 
 def write_manifest(rows: Sequence[ManifestRow], path: Path) -> None:
-    """Write the split manifest (CSV) atomically, so a run can be reproduced and audited."""
+    """Write the split manifest (CSV, gzip for ``.gz``) atomically, so a run can be reproduced and audited."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MANIFEST_FIELDS)
-        for row in rows:
-            box = row.sample.box or ("", "", "", "")
-            writer.writerow([str(row.sample.path), row.sample.label, row.sample.source, *box, row.group, row.split])
-    os.replace(tmp, path)
+    if not path.name.endswith(".gz"):
+        with atomic_write(path, newline="") as handle:
+            _write_rows(handle, rows)
+        return
+    # gzip with mtime 0: the same rows give the same bytes, so a committed manifest only changes when its rows do
+    with atomic_write(path, "wb") as raw:
+        with (
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as packed,
+            io.TextIOWrapper(packed, newline="") as handle,
+        ):
+            _write_rows(handle, rows)
+
+
+def _write_rows(handle, rows: Sequence[ManifestRow]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(MANIFEST_FIELDS)
+    for row in rows:
+        box = row.sample.box or ("", "", "", "")
+        writer.writerow([str(row.sample.path), row.sample.label, row.sample.source, *box, row.group, row.split])
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:

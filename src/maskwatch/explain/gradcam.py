@@ -42,33 +42,3 @@ class Explainer:
 
 def overlay(crop: np.ndarray, cam: np.ndarray) -> np.ndarray:
     return show_cam_on_image(crop.astype(np.float32) / 255.0, cam, use_rgb=True)
-
-
-def save_grid(
-    tiles: Sequence[np.ndarray],
-    captions: Sequence[str],
-    path: str,
-    columns: int = 8,
-    regions: Sequence[np.ndarray | None] | None = None,
-) -> None:
-    """A captioned grid of overlays (optionally with the lower-face region drawn) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    n = max(1, len(tiles))
-    rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.85), dpi=100, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(tiles):
-            ax.imshow(tiles[i])
-            ax.set_title(captions[i], fontsize=6)
-            if regions is not None and regions[i] is not None:
-                x1, y1, x2, y2 = regions[i]
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="white", lw=0.8, ls="--"))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

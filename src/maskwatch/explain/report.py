@@ -13,7 +13,8 @@ import numpy as np
 from maskwatch.data.index import Sample
 from maskwatch.data.loading import load_samples
 from maskwatch.explain.focus import focus_score, locate_lower_face, region_mask
-from maskwatch.explain.gradcam import Explainer, overlay, save_grid
+from maskwatch.explain.gradcam import Explainer, overlay
+from maskwatch.gallery import save_grid
 from maskwatch.progress import track
 from maskwatch.runtime.detectors import FaceDetector
 

@@ -3,45 +3,33 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
+from maskwatch.fileio import atomic_path
 from maskwatch.runtime.classifier import METADATA_KEY
 
 OPSET = 17
 
 
-def atomic_target(path: Path) -> Path:
-    """A temporary path beside ``path``; callers rename it into place once it is complete."""
-    path = Path(path)
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"{path.parent}: output folder is not writable")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
 def set_metadata(model_path: Path, meta: dict) -> None:
+    """Replace the maskwatch metadata of an ONNX file (atomically: a kill mid-write leaves the old file)."""
     model = onnx.load(str(model_path))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     model.producer_name = "maskwatch"
-    onnx.save(model, str(model_path))
+    with atomic_path(model_path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def export_onnx(model: torch.nn.Module, meta: dict, path: Path) -> Path:
     """Write ``model`` as ONNX (fixed opset, dynamic batch) with ``meta`` in its metadata."""
     path = Path(path)
-    tmp = atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         model.eval()
         dummy = torch.zeros(1, 3, meta["input_size"], meta["input_size"])
         torch.onnx.export(
@@ -55,9 +43,6 @@ def export_onnx(model: torch.nn.Module, meta: dict, path: Path) -> Path:
             dynamo=False,
         )
         set_metadata(tmp, {**meta, "format": "fp32", "opset": OPSET})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

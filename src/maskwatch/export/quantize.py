@@ -3,25 +3,31 @@ validation face crops, and the fp32-vs-int8 parity gate that refuses a model tha
 
 from __future__ import annotations
 
-import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from maskwatch.export.onnx_export import atomic_target, set_metadata
-from maskwatch.runtime.classifier import METADATA_KEY, OnnxMaskClassifier
+from maskwatch.export.onnx_export import set_metadata
+from maskwatch.fileio import atomic_path
+from maskwatch.runtime.classifier import OnnxMaskClassifier, read_meta
+from maskwatch.runtime.selfcheck import REFERENCE_COUNT, cpu_description, reference_inputs
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 #: Per-method options: min-max averages per-batch ranges (less hostage to one outlier image); percentile clips the
 #: top 0.01 %. Histogram methods keep every activation in memory, so they see at most HISTOGRAM_IMAGES images.
 METHOD_OPTIONS = {"minmax": {"CalibMovingAverage": True}, "percentile": {"CalibPercentile": 99.99}, "entropy": {}}
 HISTOGRAM_IMAGES = 256
+#: Weight types. ``u8`` (the default since issue 9): asymmetric uint8 weights, whose u8*u8 products ONNX Runtime sums
+#: in 32 bits on every x86 path, so the file computes the same on CPUs with and without VNNI. ``s8``: int8 weights, a
+#: little faster with VNNI, but AVX2 without VNNI sums pairs of u8*s8 products in 16 bits and saturates (the shipped
+#: s8 file lost 0.6 points there); ``s8-reduced`` keeps s8 with 7-bit weights, which cannot saturate.
+WEIGHT_TYPES = {"u8": (QuantType.QUInt8, False), "s8": (QuantType.QInt8, False), "s8-reduced": (QuantType.QInt8, True)}
 #: ``auto`` quantises with each of these and keeps the one that agrees best with fp32 on the calibration split.
 AUTO_METHODS = ("minmax", "percentile")
 
@@ -50,12 +56,22 @@ class Parity:
         return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
 
 
-def read_meta(path: Path) -> dict:
-    model = onnx.load(str(path), load_external_data=False)
-    for entry in model.metadata_props:
-        if entry.key == METADATA_KEY:
-            return json.loads(entry.value)
-    raise ValueError(f"{path}: not a maskwatch ONNX model (no '{METADATA_KEY}' metadata)")
+#: The parity gate needs at least this many held-out faces: on a few dozen, one face is already several points.
+MIN_PARITY_FACES = 100
+
+
+def parity_refusal(parity: Parity, *, max_drop: float, min_faces: int = MIN_PARITY_FACES) -> str | None:
+    """Why the int8 model must not be kept (too few held-out faces, or more than ``max_drop`` points lost), or None.
+
+    ``parity`` must come from faces the calibration did not see: calibration fits the int8 ranges to its own images,
+    so agreement measured on them flatters the model.
+    """
+    if parity.n < min_faces:
+        return f"only {parity.n} held-out faces to check int8 against fp32 (need {min_faces}; see --min-parity-faces)"
+    drop = round(parity.drop_points, 6)  # 0.5 points must pass a 0.5 limit despite float rounding
+    if drop > max_drop:
+        return f"int8 accuracy dropped {drop:.2f} points on {parity.n} held-out faces (> {max_drop})"
+    return None
 
 
 def quantize_int8(
@@ -65,10 +81,12 @@ def quantize_int8(
     *,
     method: str = "auto",
     per_channel: bool = True,
+    weights: str = "u8",
     calibration_source: str = "",
     batch_size: int = 32,
 ) -> Path:
-    """Write an int8 QDQ copy of ``fp32_path``, calibrated on ``calibration_crops`` (RGB uint8)."""
+    """Write an int8 QDQ copy of ``fp32_path``, calibrated on ``calibration_crops`` (RGB uint8), with reference outputs
+    on this CPU recorded in its metadata (see :mod:`maskwatch.runtime.selfcheck`)."""
     if not calibration_crops:
         raise ValueError("calibration set is empty: give a folder or split with at least one face image")
     if method == "auto":
@@ -77,19 +95,25 @@ def quantize_int8(
             out_path,
             calibration_crops,
             per_channel=per_channel,
+            weights=weights,
             calibration_source=calibration_source,
             batch_size=batch_size,
         )
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r}: choose one of auto, {', '.join(METHODS)}")
+    if weights not in WEIGHT_TYPES:
+        raise ValueError(f"weight type {weights!r}: choose one of {', '.join(WEIGHT_TYPES)}")
+    weight_type, reduce_range = WEIGHT_TYPES[weights]
     meta = read_meta(fp32_path)
     classifier = OnnxMaskClassifier(fp32_path)
     if method != "minmax" and len(calibration_crops) > HISTOGRAM_IMAGES:
         pick = np.random.default_rng(0).choice(len(calibration_crops), HISTOGRAM_IMAGES, replace=False)
         calibration_crops = [calibration_crops[i] for i in sorted(pick)]
+    if method != "minmax":
+        batch_size = 1  # ONNX Runtime's histogram collector fails on batches of unequal size (e.g. 105 = 3x32 + 9)
     batches = [classifier.preprocess(calibration_crops[i : i + batch_size]) for i in range(0, len(calibration_crops), batch_size)]
-    pre, tmp = atomic_target(out_path), atomic_target(out_path)
-    try:
+    with tempfile.TemporaryDirectory(prefix="maskwatch-quant-") as scratch, atomic_path(out_path) as tmp:
+        pre = Path(scratch) / "pre.onnx"  # a scratch file, not an output: it never lands beside out_path
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre),
@@ -98,7 +122,8 @@ def quantize_int8(
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=weight_type,
+            reduce_range=reduce_range,
             calibrate_method=METHODS[method],
             extra_options=METHOD_OPTIONS[method],
         )
@@ -111,14 +136,12 @@ def quantize_int8(
                     "images": len(calibration_crops),
                     "method": method,
                     "per_channel": per_channel,
+                    "weights": weights,
                     "source": calibration_source,
                 },
             },
         )
-        os.replace(tmp, out_path)
-    finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        record_reference_outputs(tmp)
     return Path(out_path)
 
 
@@ -143,6 +166,33 @@ def _quantize_best(fp32_path: Path, out_path: Path, crops: list[np.ndarray], **o
     set_metadata(best_path, meta)
     os.replace(best_path, out_path)
     return Path(out_path)
+
+
+def record_reference_outputs(model_path: Path) -> None:
+    """Store this CPU's logits on the fixed reference inputs, so any other CPU can check itself against them."""
+    classifier = OnnxMaskClassifier(model_path)
+    logits = classifier.logits(reference_inputs(REFERENCE_COUNT, classifier.info.input_size))
+    meta = read_meta(model_path)
+    meta["reference"] = {
+        "count": REFERENCE_COUNT,
+        "logits": [[round(float(v), 5) for v in row] for row in logits],
+        "recorded_on": cpu_description(),
+    }
+    set_metadata(model_path, meta)
+
+
+def record_parity(int8_path: Path, parity: Parity, crops: str) -> None:
+    """Write the parity figures, and the CPU they were measured on, into the int8 file's metadata."""
+    meta = read_meta(int8_path)
+    meta["parity"] = {
+        "crops": crops,
+        "n": parity.n,
+        "fp32_accuracy": round(parity.fp32_accuracy, 5),
+        "int8_accuracy": round(parity.int8_accuracy, 5),
+        "agreement": round(parity.agreement, 5),
+        "measured_on": cpu_description(),
+    }
+    set_metadata(int8_path, meta)
 
 
 def check_parity(fp32_path: Path, int8_path: Path, crops: list[np.ndarray], labels: list[int]) -> Parity:

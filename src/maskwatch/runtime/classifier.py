@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.crop import resize_square
+from maskwatch.crop import resize_square, whole_image_crop
 from maskwatch.metrics import softmax
 from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
 from maskwatch.runtime.session import create_session
@@ -36,9 +36,8 @@ class ClassifierInfo:
     extra: dict
 
     @classmethod
-    def from_metadata(cls, raw: str, path: str) -> ClassifierInfo:
+    def from_meta(cls, meta: dict, path: str) -> ClassifierInfo:
         try:
-            meta = json.loads(raw)
             return cls(
                 tuple(meta["labels"]),
                 int(meta["input_size"]),
@@ -51,12 +50,28 @@ class ClassifierInfo:
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: maskwatch metadata is incomplete ({error})") from None
 
+    @property
+    def whole_image(self) -> str:
+        """How the model was trained to see a file that is one whole face; models before issue 9 saw it stretched."""
+        return str(self.extra.get("whole_image", "stretch"))
 
-def read_classifier_info(session, path: str) -> ClassifierInfo:
-    props = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in props:
-        raise ModelFileError(f"{path}: not a maskwatch classifier (no '{METADATA_KEY}' metadata in the ONNX file)")
-    return ClassifierInfo.from_metadata(props[METADATA_KEY], path)
+
+def read_meta(path: str | Path) -> dict:
+    """The maskwatch metadata (preprocessing, labels, calibration) of an ONNX classifier file: the one reader
+    that the runtime, export and quantisation share."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - protobuf and onnx raise several types for a bad file
+        raise ModelFileError(f"{path}: not a loadable ONNX model ({str(error)[:200]})") from None
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            try:
+                return json.loads(entry.value)
+            except json.JSONDecodeError as error:
+                raise ModelFileError(f"{path}: maskwatch metadata is not JSON ({error})") from None
+    raise ModelFileError(f"{path}: not a maskwatch classifier (no '{METADATA_KEY}' metadata in the ONNX file)")
 
 
 class OnnxMaskClassifier:
@@ -72,7 +87,7 @@ class OnnxMaskClassifier:
             if isinstance(error, ValueError) and "device" in str(error):
                 raise
             raise ModelFileError(f"{self.path}: not a loadable ONNX model ({str(error)[:200]})") from None
-        self.info = read_classifier_info(self.session, self.path)
+        self.info = ClassifierInfo.from_meta(read_meta(self.path), self.path)
         self.input_name = self.session.get_inputs()[0].name
         self._mean = np.array(self.info.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.array(self.info.std, np.float32) * 255.0)
@@ -80,6 +95,10 @@ class OnnxMaskClassifier:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.info.labels
+
+    def face_file_crop(self, image: np.ndarray) -> np.ndarray:
+        """A file that is one whole face (a class-folder image) cut the way this model's training cut such files."""
+        return whole_image_crop(image, geometry=self.info.whole_image, margin=self.info.margin, size=self.info.input_size)
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 crops of any size -> normalised NCHW float32 batch."""

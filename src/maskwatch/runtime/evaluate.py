@@ -1,55 +1,185 @@
-"""``maskwatch evaluate``: score a classifier on a class-folder tree of face crops (no torch for ONNX)."""
+"""``maskwatch evaluate``: score a classifier on labelled faces (no torch for ONNX models).
+
+The faces come from a class-folder tree (each file one face), a Pascal VOC scene folder (each box one face) or a split
+manifest (the rows of one split). Every face is cut the way the model saw such faces in training: scene boxes with the
+runtime's crop, whole-face files with the model's recorded whole-image geometry.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maskwatch.data.index import index_class_folders
+from maskwatch.crop import crop_face
+from maskwatch.fileio import write_json
 from maskwatch.imaging import ImageLoadError, load_rgb
 from maskwatch.metrics import classification_report, plot_confusion_matrix
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 
+if TYPE_CHECKING:
+    from maskwatch.data.index import Sample
+
 log = logging.getLogger(__name__)
+
+#: Mistakes shown per source in an error gallery (most confident first).
+GALLERY_SIZE = 48
+
+
+def is_manifest(path: Path) -> bool:
+    return Path(path).is_file() and Path(path).name.endswith((".csv", ".csv.gz"))
+
+
+def samples_of(source: Path, split: str = "test") -> tuple[list[Sample], list[str]]:
+    """The labelled faces of a class-folder tree, a VOC scene folder, or the ``split`` rows of a manifest."""
+    # The indexers are torch-free but live in the training-side data package; imported here so that importing the
+    # runtime, and detect, never load maskwatch.data.
+    from maskwatch.data.index import index_source
+
+    if is_manifest(source):
+        from maskwatch.data.splits import read_manifest
+
+        rows = read_manifest(source)
+        samples = [row.sample for row in rows if row.split == split]
+        problems = [] if samples else [f"{source}: no rows in split {split!r}"]
+        return samples, problems
+    report = index_source(Path(source))
+    return report.samples, list(report.problems)
+
+
+@dataclass
+class Scored:
+    """Each usable face's sample, true class index and calibrated probabilities; crops of the mistakes only."""
+
+    samples: list[Sample] = field(default_factory=list)
+    truth: list[int] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+    mistake_crops: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def classify_samples(
+    samples: Sequence[Sample], classifier: OnnxMaskClassifier, *, batch_size: int = 64
+) -> tuple[Scored, list[str]]:
+    """Decode each file once, cut its faces as training did, classify in batches; unreadable files become problems."""
+    labels = list(classifier.labels)
+    by_file: dict[Path, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_file[sample.path].append(sample)
+    scored, problems = Scored(), []
+    pending: list[tuple[Sample, np.ndarray]] = []
+
+    def flush() -> None:
+        probs = classifier.predict_proba([crop for _, crop in pending])
+        for (sample, crop), p in zip(pending, probs):
+            truth = labels.index(sample.label)
+            if int(p.argmax()) != truth:
+                scored.mistake_crops[len(scored.samples)] = crop
+            scored.samples.append(sample)
+            scored.truth.append(truth)
+            scored.probs.append(p)
+        pending.clear()
+
+    for path, faces in by_file.items():
+        try:
+            image = load_rgb(path)
+        except ImageLoadError as error:
+            problems.append(str(error))
+            continue
+        for sample in faces:
+            try:
+                pending.append((sample, _face_crop(image, sample, classifier)))
+            except ValueError as error:
+                problems.append(f"{path}: {error}")
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    return scored, problems
+
+
+def _face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier) -> np.ndarray:
+    if sample.box is None:
+        return classifier.face_file_crop(image)
+    return crop_face(image, sample.box, margin=classifier.info.margin, size=classifier.info.input_size)
+
+
+def evaluate_source(
+    source: Path, classifier: OnnxMaskClassifier, *, split: str = "test", batch_size: int = 64
+) -> tuple[dict, Scored, list[str]]:
+    """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source`` and ``skipped``."""
+    samples, problems = samples_of(Path(source), split)
+    labels = list(classifier.labels)
+    unknown = sorted({s.label for s in samples} - set(labels))
+    if unknown:
+        problems.append(f"{source}: classes {unknown} are not among the model's labels {labels}; skipped")
+    scored, more = classify_samples([s for s in samples if s.label in labels], classifier, batch_size=batch_size)
+    problems += more
+    truth = np.array(scored.truth, dtype=int)
+    predicted = np.array([p.argmax() for p in scored.probs], dtype=int)
+    sources = np.array([s.source for s in scored.samples])
+    result = classification_report(truth, predicted, labels)
+    result["per_source"] = {
+        name: classification_report(truth[sources == name], predicted[sources == name], labels) for name in sorted(set(sources))
+    }
+    result["skipped"] = len(problems)
+    return result, scored, problems
 
 
 def evaluate_folder(data_dir: Path, classifier: OnnxMaskClassifier, *, batch_size: int = 64) -> tuple[dict, list[str]]:
-    """Classify every image under ``data_dir/<label>/`` and report; unreadable files are listed."""
-    report = index_class_folders(Path(data_dir))
-    problems = list(report.problems)
-    labels = list(classifier.labels)
-    unknown = sorted({s.label for s in report.samples} - set(labels))
-    if unknown:
-        problems.append(f"{data_dir}: classes {unknown} are not among the model's labels {labels}; skipped")
-    samples = [s for s in report.samples if s.label in labels]
-    y_true, y_pred = [], []
-    for start in range(0, len(samples), batch_size):
-        crops, truths = [], []
-        for sample in samples[start : start + batch_size]:
-            try:
-                crops.append(load_rgb(sample.path))
-                truths.append(labels.index(sample.label))
-            except ImageLoadError as error:
-                problems.append(str(error))
-        if crops:
-            y_pred.extend(classifier.predict_proba(crops).argmax(1).tolist())
-            y_true.extend(truths)
-    result = classification_report(np.array(y_true), np.array(y_pred), labels)
-    result["skipped"] = len(problems)
+    """Classify every face under ``data_dir`` and report; unreadable files are listed."""
+    result, _, problems = evaluate_source(data_dir, classifier, batch_size=batch_size)
     return result, problems
+
+
+def save_error_galleries(scored: Scored, labels: Sequence[str], folder: Path, *, per_source: int = GALLERY_SIZE) -> list[Path]:
+    """One PNG per source of its test mistakes, most confident first, captioned ``true -> predicted (p)``, and
+    ``mistakes.json`` listing every mistake (file, box, true and predicted class, probabilities)."""
+    from maskwatch.gallery import save_grid
+
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for i in scored.mistake_crops:
+        by_source[scored.samples[i].source].append(i)
+    written, listing = [], []
+    for source, indices in sorted(by_source.items()):
+        indices.sort(key=lambda i: -float(scored.probs[i].max()))
+        shown = indices[:per_source]
+        captions = [
+            f"{labels[scored.truth[i]]} ->\n{labels[int(scored.probs[i].argmax())]} {scored.probs[i].max():.2f}\n"
+            f"{scored.samples[i].path.name[:22]}"
+            for i in shown
+        ]
+        path = folder / f"errors_{source}.png"
+        title = f"{source}: {len(indices)} mistakes" + (f", the {len(shown)} most confident" if len(indices) > len(shown) else "")
+        save_grid([scored.mistake_crops[i] for i in shown], captions, str(path), title=title)
+        written.append(path)
+        listing += [_mistake_record(scored, labels, i) for i in indices]
+    mistakes = folder / "mistakes.json"
+    write_json(mistakes, listing, indent=1)
+    return [*written, mistakes]
+
+
+def _mistake_record(scored: Scored, labels: Sequence[str], i: int) -> dict:
+    sample = scored.samples[i]
+    return {
+        "path": str(sample.path),
+        "source": sample.source,
+        "box": list(sample.box) if sample.box else None,
+        "label": sample.label,
+        "predicted": labels[int(scored.probs[i].argmax())],
+        "probs": {label: round(float(p), 4) for label, p in zip(labels, scored.probs[i])},
+    }
 
 
 def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) -> list[Path]:
     """Write the JSON report and the confusion-matrix PNG; return the files written."""
     written = []
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-        written.append(json_path)
-    picture_dir.mkdir(parents=True, exist_ok=True)
+        written.append(write_json(json_path, result))
     png = picture_dir / "confusion_matrix.png"
     plot_confusion_matrix(
         result["confusion_matrix"], result["labels"], str(png), f"n={result['n']}  accuracy {result['accuracy']:.4f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +11,17 @@ import numpy as np
 
 from maskwatch.crop import crop_face
 from maskwatch.results import Face, FrameResult
+from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.detectors import FaceDetector, make_detector
+from maskwatch.runtime.selfcheck import check_outputs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    """Runtime options, mapped 1:1 to ``maskwatch detect`` flags."""
+class PipelineConfig:
+    """Options of the whole pipeline (detector, crop, classifier), mapped 1:1 to ``maskwatch detect`` flags."""
 
     model: str | None = None  # ONNX classifier; None: the shipped int8 model
     detector: str = "centerface"
@@ -28,18 +33,31 @@ class DetectorConfig:
     threads: int = 0
 
 
-class MaskDetector:
-    """Faces and mask labels for one RGB image at a time; sessions are built once."""
+def warn_if_departed(classifier: OnnxMaskClassifier) -> None:
+    """One warning when this CPU's outputs differ from those recorded at export (8 small inputs, a few ms)."""
+    check = check_outputs(classifier)
+    if check is not None and not check.ok:
+        log.warning(
+            "%s: this CPU's results %s; run `maskwatch check-model` for details, or use an fp32 model (--model)",
+            classifier.path,
+            check.summary(),
+        )
+
+
+class MaskPipeline:
+    """Face detector + crop + mask classifier: faces and mask labels for one RGB image at a time; sessions are
+    built once."""
 
     def __init__(
         self,
-        config: DetectorConfig = DetectorConfig(),
+        config: PipelineConfig = PipelineConfig(),
         *,
         detector: FaceDetector | None = None,
         classifier: OnnxMaskClassifier | None = None,
     ):
         self.config = config
         self.classifier = classifier or OnnxMaskClassifier(config.model, device=config.device, threads=config.threads)
+        warn_if_departed(self.classifier)
         options: dict = {"device": config.device, "threads": config.threads}
         if config.detector == "centerface":
             options.update(input_size=config.detector_size, threshold=min(config.min_face_score, 0.35))
@@ -81,12 +99,18 @@ class MaskDetector:
 
 
 def default_sample_image() -> tuple[str, np.ndarray]:
-    """The embedded demo input: scikit-image's public-domain NASA astronaut portrait (ships in a
-    dependency, so no third-party photo lives in this repository)."""
-    from skimage import data
+    """The built-in demo input: NASA's public-domain astronaut portrait, shipped as package data so that the
+    runtime install needs no scikit-image (see ``assets/SAMPLE.md``)."""
+    from maskwatch.imaging import load_rgb
 
-    return "skimage.data.astronaut", data.astronaut()
+    path = asset_path(SAMPLE_IMAGE)
+    return str(path), load_rgb(path)
 
 
 def model_path_or_default(path: str | Path | None) -> str | None:
     return None if path in (None, "default") else str(path)
+
+
+# The names before the pipeline was named for what it is; kept for one release.
+DetectorConfig = PipelineConfig
+MaskDetector = MaskPipeline

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskwatch.fileio import save_figure
 from maskwatch.labels import LABELS, is_compliant
 from maskwatch.runtime.tracking import iou_matrix
 
@@ -80,14 +81,16 @@ def score_scenes(
         for image, faces in predictions.items():
             for face in faces:
                 key = key_of(face["label"])
+                # Single-stage peers give one confidence (``score``) and no face_score: rank by it alone.
+                face_score = face.get("face_score")
                 if group == "face":
-                    confidence = face["face_score"]
+                    confidence = face["score"] if face_score is None else face_score
                 elif group == "compliance":
                     probs = face.get("probs") or {face["label"]: face["score"]}
                     share = sum(p for label, p in probs.items() if key_of(label) == key)
-                    confidence = face["face_score"] * share
+                    confidence = share if face_score is None else face_score * share
                 else:
-                    confidence = face["face_score"] * face["score"]
+                    confidence = face["score"] if face_score is None else face_score * face["score"]
                 dets[key].append(Detection(image, np.asarray(face["box"], np.float64), confidence))
         keys = {"class": LABELS, "face": ("face",), "compliance": COMPLIANCE}[group]
         results = {}
@@ -129,5 +132,5 @@ def plot_pr_curves(curves: dict, path: str) -> None:
     ax.legend(fontsize=8)
     ax.set_title("precision-recall @ IoU 0.5")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -16,6 +20,7 @@ from pathlib import Path
 import cv2
 
 from maskwatch.draw import annotate
+from maskwatch.fileio import OutputError, ensure_parent, write_image
 from maskwatch.results import FrameResult
 from maskwatch.runtime.pipeline import MaskDetector
 from maskwatch.runtime.tracking import Tracker
@@ -41,35 +46,90 @@ class RunSummary:
     faces: int = 0
     seconds: float = 0.0
 
+    @property
+    def exit_status(self) -> int:
+        """0: every input (image or frame) succeeded; 1: some failed; 2: all failed (or there was none)."""
+        if self.frames == 0 or self.errors >= self.frames:
+            return 2
+        return 1 if self.errors else 0
+
 
 class _VideoSinks:
-    """One writer per video source, opened at its first frame."""
+    """One writer per video source, opened at its first frame under a name no other source uses.
 
-    def __init__(self, save_dir: Path):
-        self.save_dir, self.writers = save_dir, {}
+    Each video is written to a hidden ``.partial.mp4`` name and renamed when it is complete, so a killed run leaves
+    no truncated file under the final name (OpenCV's writer picks the container from the suffix, hence not ``.tmp``).
+    """
+
+    def __init__(self, save_dir: Path, used: set[str]):
+        self.save_dir, self.used = save_dir, used
+        self.writers: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
 
     def write(self, source: str, image, fps: float | None) -> None:
-        writer = self.writers.get(source)
-        if writer is None:
-            path = self.save_dir / f"{Path(source).stem or 'stream'}_annotated.mp4"
+        entry = self.writers.get(source)
+        if entry is None:
+            final = _save_name(self.save_dir, source, self.used, suffix="_annotated.mp4", fallback="stream")
+            partial = final.with_name(f".{final.stem}.partial.mp4")
             height, width = image.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, (width, height))
-            self.writers[source] = writer
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, (width, height))
+            if not writer.isOpened():
+                raise OutputError(f"{final}: OpenCV cannot open a video writer there")
+            entry = self.writers[source] = (writer, partial, final)
+        entry[0].write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
-        for writer in self.writers.values():
+        for writer, partial, final in self.writers.values():
             writer.release()
+            if partial.is_file():
+                os.replace(partial, final)
 
 
-def _save_name(save_dir: Path, source: str, used: set[str]) -> Path:
-    name = Path(source).stem or "image"
+def _save_name(save_dir: Path, source: str, used: set[str], *, suffix: str = ".jpg", fallback: str = "image") -> Path:
+    """``<stem><suffix>`` in ``save_dir``, numbered when another source (same name, other folder) took it."""
+    name = Path(source).stem or fallback
     candidate, n = name, 1
-    while candidate in used:
+    while candidate + suffix in used:
         n += 1
         candidate = f"{name}_{n}"
-    used.add(candidate)
-    return save_dir / f"{candidate}.jpg"
+    used.add(candidate + suffix)
+    return save_dir / f"{candidate}{suffix}"
+
+
+def check_outputs(options: OutputOptions) -> None:
+    """Fail before any work when ``--json`` or ``--save`` cannot be written (one :class:`OutputError` line)."""
+    if options.json_path is not None:
+        ensure_parent(options.json_path)
+        try:
+            with open(options.json_path, "a"):
+                pass
+        except OSError as error:
+            raise OutputError(f"--json {options.json_path}: cannot write ({error.strerror or error})") from None
+    if options.save_dir is not None:
+        save = options.save_dir
+        if save.exists() and not save.is_dir():
+            raise OutputError(f"--save {save}: is a file, expected a folder")
+        try:
+            save.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=save):
+                pass
+        except OSError as error:
+            raise OutputError(f"--save {save}: cannot write there ({error.strerror or error})") from None
+
+
+def display_problem() -> str | None:
+    """Why ``--show`` cannot open a window here, or None. Checked in a child process: on a machine without a
+    display, OpenCV's GUI aborts the whole process (exit 134), which no try/except can catch."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    probe = "import cv2; cv2.namedWindow('maskwatch-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "opening a test window did not finish in 20 s"
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["OpenCV has no GUI support"])[-1]
+        return f"OpenCV cannot open a window ({last[:160]})"
+    return None
 
 
 def process_frames(frames: Iterator[Frame], detector: MaskDetector, options: OutputOptions) -> Iterator[FrameResult]:
@@ -86,7 +146,9 @@ def process_frames(frames: Iterator[Frame], detector: MaskDetector, options: Out
         else:
             result = detector(frame.image, source=frame.source, frame=frame.index)
             if frame.is_video and options.track:
-                tracker = trackers.setdefault(frame.source, Tracker(detector.classifier.labels))
+                tracker = trackers.setdefault(
+                    frame.source, Tracker(detector.classifier.labels, uncertain_below=detector.config.uncertain_below)
+                )
                 result.faces = tracker.update(result.faces)
                 result.counts = tracker.counts()
         last[frame.source] = result
@@ -94,18 +156,21 @@ def process_frames(frames: Iterator[Frame], detector: MaskDetector, options: Out
 
 
 def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: int = 1) -> RunSummary:
-    """Process ``source`` end to end with the outputs asked for; return totals."""
+    """Process ``source`` end to end with the outputs asked for; return totals.
+
+    Raises :class:`OutputError` before any work when an output cannot be written. JSON Lines are written as they
+    come (a live stream may never end) and flushed per line, so a kill loses at most the line being written.
+    """
+    check_outputs(options)
+    if options.show and (problem := display_problem()):
+        log.error("--show: %s; running without a window", problem)
+        options = replace(options, show=False)
     summary = RunSummary()
     started = time.perf_counter()
-    json_handle = None
-    if options.json_path is not None:
-        options.json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_handle = open(options.json_path, "w")
-    if options.save_dir is not None:
-        options.save_dir.mkdir(parents=True, exist_ok=True)
-    videos = _VideoSinks(options.save_dir) if options.save_dir else None
+    json_handle = open(options.json_path, "w") if options.json_path is not None else None
     used_names: set[str] = set()
-    frames = {}
+    videos = _VideoSinks(options.save_dir, used_names) if options.save_dir else None
+    frames: dict[tuple[str, int], Frame] = {}
 
     def remember(items: Iterator[Frame]) -> Iterator[Frame]:
         for item in items:
@@ -116,30 +181,18 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
     try:
         for result in process_frames(remember(iter_frames(source, stride=stride)), detector, options):
             frame = frames.pop((result.source, result.frame))
-            summary.frames += 1
-            if result.error:
-                summary.errors += 1
-                log.error("%s (frame %d): %s", result.source, result.frame, result.error)
-            else:
-                summary.faces += len(result.faces)
-            if json_handle is not None:
-                json_handle.write(json.dumps(result.to_json()) + "\n")
-                json_handle.flush()
-            if frame.image is None or not (options.save_dir or options.show):
-                continue
-            now = time.perf_counter()
-            if frame.is_video:
-                fps = 1.0 / max(now - fps_clock, 1e-6) if fps is None else 0.9 * fps + 0.1 / max(now - fps_clock, 1e-6)
-            fps_clock = now
-            picture = annotate(frame.image, result.faces, counts=result.counts, fps=fps, blur=options.blur_faces)
-            if options.save_dir is not None:
+            keep_going = True
+            if frame.image is not None and (options.save_dir or options.show):
+                now = time.perf_counter()
                 if frame.is_video:
-                    videos.write(frame.source, picture, frame.fps)
-                else:
-                    cv2.imwrite(
-                        str(_save_name(options.save_dir, frame.source, used_names)), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
-                    )
-            if options.show and not _show(picture):
+                    rate = 1.0 / max(now - fps_clock, 1e-6)
+                    fps = rate if fps is None else 0.9 * fps + 0.1 * rate
+                fps_clock = now
+                picture = annotate(frame.image, result.faces, counts=result.counts, fps=fps, blur=options.blur_faces)
+                _save(picture, frame, result, options, videos, used_names)
+                keep_going = not options.show or _show(picture)
+            _record(result, summary, json_handle)
+            if not keep_going:
                 break
     finally:
         if json_handle is not None:
@@ -150,6 +203,32 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
             _close_windows()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _save(picture, frame: Frame, result: FrameResult, options: OutputOptions, videos, used_names: set[str]) -> None:
+    """Write the annotated picture; a failed write becomes the result's error (faces are kept)."""
+    if options.save_dir is None:
+        return
+    try:
+        if frame.is_video:
+            videos.write(frame.source, picture, frame.fps)
+        else:
+            write_image(_save_name(options.save_dir, frame.source, used_names), picture)
+    except OSError as error:
+        result.error = f"annotated output not written: {error}"
+
+
+def _record(result: FrameResult, summary: RunSummary, json_handle) -> None:
+    """Count the result, log its error on one line, and write its JSON line."""
+    summary.frames += 1
+    if result.error:
+        summary.errors += 1
+        log.error("%s (frame %d): %s", result.source, result.frame, result.error)
+    else:
+        summary.faces += len(result.faces)
+    if json_handle is not None:
+        json_handle.write(json.dumps(result.to_json()) + "\n")
+        json_handle.flush()
 
 
 def _show(picture) -> bool:

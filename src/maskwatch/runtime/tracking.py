@@ -42,6 +42,8 @@ class Tracker:
     iou_threshold: float = 0.3
     smoothing: float = 0.6  # weight of the past in the moving average
     max_missed: int = 10
+    uncertain_below: float = 0.5  # the smoothed top probability under which a face is flagged uncertain
+    min_hits: int = 3  # a track counts as a person in ``people_seen`` once matched in this many frames
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 1
     last_compliant: dict[int, bool] = field(default_factory=dict)  # track id -> latest smoothed state
@@ -61,32 +63,35 @@ class Tracker:
             assigned[int(i)] = self.tracks[j]
             used.add(int(j))
         out = []
+        new: list[Track] = []
         for i, face in enumerate(faces):
             probs = np.array([face.probs[label] for label in self.labels])
             track = assigned.get(i)
             if track is None:
                 track = Track(self.next_id, face.box, probs)
                 self.next_id += 1
-                self.tracks.append(track)
+                new.append(track)
             else:
                 track.probs = self.smoothing * track.probs + (1 - self.smoothing) * probs
                 track.box, track.missed, track.hits = face.box, 0, track.hits + 1
             best = int(track.probs.argmax())
             label = self.labels[best]
-            self.last_compliant[track.track_id] = is_compliant(label)
+            if track.hits >= self.min_hits:  # a one-frame false positive is not a person
+                self.last_compliant[track.track_id] = is_compliant(label)
             out.append(
                 replace(
                     face,
                     label=label,
                     score=float(track.probs[best]),
+                    uncertain=bool(track.probs[best] < self.uncertain_below),  # from the smoothed probabilities
                     track_id=track.track_id,
                     probs={k: float(v) for k, v in zip(self.labels, track.probs)},
                 )
             )
-        for j, track in enumerate(self.tracks):
-            if j not in used and track not in assigned.values():
+        for j, track in enumerate(self.tracks):  # existing tracks only: a track born this frame has missed nothing
+            if j not in used:
                 track.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed] + new
         return out
 
     def counts(self) -> dict[str, int]:

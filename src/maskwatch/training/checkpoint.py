@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from maskwatch.fileio import atomic_path
 from maskwatch.training.models import MaskClassifierNet, build_model
 
 
@@ -20,16 +19,9 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(model: MaskClassifierNet, meta: dict, path: Path) -> None:
     """Write weights + metadata atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"maskwatch": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"maskwatch": json.dumps(meta)})
 
 
 def read_meta(path: Path) -> dict:

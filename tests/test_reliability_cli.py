@@ -1,0 +1,219 @@
+"""The command line under bad input and faults: one clear line each, no traceback, the documented exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from tests.conftest import synthetic_face, write_voc_scene
+from typer.testing import CliRunner
+
+from maskwatch.cli import app
+
+runner = CliRunner()
+
+
+def invoke(args: list[str], code: int):
+    """Run the CLI in-process; assert the exit status and that no exception escaped (no traceback for the user)."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def face_png(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(synthetic_face("with_mask", 64, seed=seed)).save(path)
+    return path
+
+
+def write_clip(path: Path, frames: int = 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for i in range(frames):
+        writer.write(cv2.cvtColor(synthetic_face("with_mask", 64, seed=i), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+# --- item 12: exit status 0 / 1 / 2 -----------------------------------------------------------------------------------
+def test_exit_status_says_whether_all_some_or_no_inputs_succeeded(tiny_model, tmp_path: Path):
+    model = ["--model", str(tiny_model[1]), "--detector-size", "128"]
+    good = face_png(tmp_path / "good" / "a.png")
+    invoke(["detect", str(good), *model], 0)
+    mixed = tmp_path / "mixed"
+    face_png(mixed / "a.png")
+    (mixed / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "mixed.jsonl"
+    result = invoke(["detect", str(mixed), *model, "--json", str(out)], 1)
+    assert "broken.jpg" in result.output and "1 errors" in result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(Path(r["source"]).name for r in records) == ["a.png", "broken.jpg"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"")
+    (bad / "y.txt").write_text("hi")
+    result = invoke(["detect", str(bad), *model], 2)
+    assert "x.png" in result.output and "empty file" in result.output
+
+
+# --- item 8: empty folder / empty SOURCE: one line, exit 2 --------------------------------------------------------------
+def test_empty_folder_and_empty_source_are_clear_errors(tiny_model, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = invoke(["detect", str(tmp_path / "empty"), "--model", str(tiny_model[1])], 2)
+    assert "folder has no files" in result.output
+    result = invoke(["detect", "", "--model", str(tiny_model[1])], 2)
+    assert "SOURCE is empty" in result.output
+
+
+# --- item 11: unusable --json / --save paths are one line before any work; failed writes are recorded -----------------
+@pytest.mark.parametrize(
+    "option, target, message",
+    [
+        ("--json", "afile/out.jsonl", "a file is in the way"),
+        ("--json", "folder", "is a folder"),
+        ("--save", "afile", "is a file, expected a folder"),
+        ("--save", "afile/sub", "cannot write there"),
+    ],
+)
+def test_unwritable_outputs_are_one_clear_error(tiny_model, tmp_path: Path, option: str, target: str, message: str):
+    image = face_png(tmp_path / "a.png")
+    (tmp_path / "afile").write_text("I am a file")
+    (tmp_path / "folder").mkdir()
+    result = invoke(["detect", str(image), "--model", str(tiny_model[1]), option, str(tmp_path / target)], 2)
+    assert message in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_read_only_output_folder_is_one_clear_error(tiny_model, tmp_path: Path):
+    image = face_png(tmp_path / "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    result = invoke(["detect", str(image), "--model", str(tiny_model[1]), "--json", str(locked / "o.jsonl")], 2)
+    assert "cannot write" in result.output
+
+
+def test_a_failed_image_write_is_an_error_record_not_silence(tiny_model, tmp_path: Path, monkeypatch):
+    import maskwatch.runtime.stream as stream
+    from maskwatch.fileio import OutputError
+
+    def full_disk(path, rgb):
+        raise OutputError(f"{path}: No space left on device")
+
+    monkeypatch.setattr(stream, "write_image", full_disk)
+    image = face_png(tmp_path / "a.png")
+    out = tmp_path / "o.jsonl"
+    result = invoke(["detect", str(image), "--model", str(tiny_model[1]), "--save", str(tmp_path / "s"), "--json", str(out)], 2)
+    assert "No space left" in result.output
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "annotated output not written" in record["error"]
+
+
+# --- item 9: two videos with the same name in different folders keep both outputs --------------------------------------
+def test_same_named_videos_in_two_folders_do_not_overwrite_each_other(tiny_model, tmp_path: Path):
+    write_clip(tmp_path / "in" / "cam1" / "clip.avi", frames=3)
+    write_clip(tmp_path / "in" / "cam2" / "clip.avi", frames=2)
+    save = tmp_path / "saved"
+    invoke(["detect", str(tmp_path / "in"), "--model", str(tiny_model[1]), "--save", str(save)], 0)
+    videos = sorted(p.name for p in save.iterdir())
+    assert videos == ["clip_2_annotated.mp4", "clip_annotated.mp4"]
+    counts = sorted(int(cv2.VideoCapture(str(save / v)).get(cv2.CAP_PROP_FRAME_COUNT)) for v in videos)
+    assert counts == [2, 3]
+
+
+# --- item 10: --show without a display: one line, the run goes on (checked in a child process: it used to abort) ------
+def test_show_without_a_display_is_one_line_and_the_run_goes_on(tiny_model, tmp_path: Path):
+    image = face_png(tmp_path / "a.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    command = [sys.executable, "-m", "maskwatch.cli", "detect", str(image), "--model", str(tiny_model[1]), "--show"]
+    command += ["--json", str(tmp_path / "o.jsonl")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--show: no display" in done.stderr and "Traceback" not in done.stderr
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
+
+
+# --- item 15: prediction files: cut-off lines, records without label, single-score peers --------------------------------
+def test_evaluate_scenes_reads_damaged_and_single_score_prediction_files(tmp_path: Path):
+    scenes = write_voc_scene(tmp_path / "scenes", n_images=2)
+    truth = {
+        "scene0": [[10, 30, 74, 94], [85, 30, 149, 94], [160, 30, 224, 94]],
+        "scene1": [[10, 30, 74, 94], [85, 30, 149, 94], [160, 30, 224, 94]],
+    }
+    labels = ["with_mask", "without_mask", "mask_incorrect"]
+    lines = []
+    for stem, boxes in truth.items():  # a single-stage peer: one confidence ("score"), no face_score
+        faces = [{"box": box, "label": label, "score": 0.9} for box, label in zip(boxes, labels)]
+        faces.append({"box": [1, 1, 5, 5], "label": "with_mask", "score": 0.8})  # the fixture's tiny annotated face
+        lines.append(json.dumps({"source": f"{stem}.jpg", "faces": faces}))
+    lines.append(json.dumps({"source": "scene0.jpg", "faces": [{"box": [0, 0, 5, 5], "score": 0.5}]}))  # no label
+    lines.append('{"source": "scene1.jpg", "faces": [{"box": [1, 2')  # cut off mid-write
+    predictions = tmp_path / "peer.jsonl"
+    predictions.write_text("\n".join(lines))
+    out = tmp_path / "scores.json"
+    args = ["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--predictions", str(predictions)]
+    result = invoke([*args, "--json", str(out)], 1)  # scored, but two lines had something skipped
+    assert "peer.jsonl:3: face 0 skipped, no 'label'" in result.output
+    assert "peer.jsonl:4: skipped, not a JSON line" in result.output
+    report = json.loads(out.read_text())
+    assert report["face_ap"] == pytest.approx(1.0) and report["map_3class"] == pytest.approx(1.0)
+
+
+# --- item 19: explain searches whole photos for faces at a bounded size ------------------------------------------------
+def test_explain_searches_large_photos_at_a_bounded_size(tmp_path: Path, monkeypatch):
+    import maskwatch.runtime.detectors as detectors
+    from maskwatch.cli_explain import MAX_DETECTOR_SIDE, _faces_in
+    from maskwatch.runtime.detectors import Detections
+
+    class Recorder:
+        def __init__(self, input_size: int):
+            self.input_size, self.shapes = input_size, []
+
+        def detect(self, image):
+            self.shapes.append(image.shape)
+            return Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32))
+
+    made = []
+    monkeypatch.setattr(
+        detectors, "make_detector", lambda name, input_size, threshold: made.append(Recorder(input_size)) or made[-1]
+    )
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4000, 3000), (90, 90, 90)).save(big)
+    native = Recorder(0)
+    samples, unreadable = _faces_in(big, False, native, lambda message: pytest.fail(message))
+    assert native.shapes == [] and len(made) == 1 and made[0].input_size == MAX_DETECTOR_SIDE <= 1280
+    assert len(samples) == 1 and unreadable == 0
+
+
+# --- weak test rewritten: blur changes the face pixels and only those ---------------------------------------------------
+def test_blur_changes_face_pixels_and_nothing_else(tiny_model, tmp_path: Path):
+    from skimage import data
+
+    image = tmp_path / "scene.png"
+    Image.fromarray(data.astronaut()).save(image)  # a real face CenterFace finds
+    common = ["detect", str(image), "--model", str(tiny_model[1]), "--detector-size", "512"]
+    invoke([*common, "--save", str(tmp_path / "plain"), "--json", str(tmp_path / "p.jsonl")], 0)
+    invoke([*common, "--save", str(tmp_path / "blur"), "--blur-faces"], 0)
+    faces = json.loads((tmp_path / "p.jsonl").read_text())["faces"]
+    assert faces, "the detector should find the astronaut's face"
+    plain = cv2.imread(str(tmp_path / "plain" / "scene.jpg")).astype(int)
+    blurred = cv2.imread(str(tmp_path / "blur" / "scene.jpg")).astype(int)
+    inside = np.zeros(plain.shape[:2], bool)
+    far = np.ones_like(inside)
+    far[:48, :] = False  # the summary banner
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        inside[y1 + 6 : y2 - 6, x1 + 6 : x2 - 6] = True
+        # away from the box, its outline, its label (which may run past the box) and JPEG's 16-px blocks
+        far[max(y1 - 48, 0) : y2 + 24, max(x1 - 24, 0) : max(x2, x1 + 260) + 24] = False
+    difference = np.abs(plain - blurred).max(axis=2)
+    assert difference[inside].mean() > 10  # the face is pixelated
+    assert difference[far].max() <= 2  # everything else is the same picture

@@ -1,0 +1,85 @@
+"""Small parts that keep results honest: atomic writes with ordinary permissions, and the tracker's bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskwatch.fileio import OutputError, atomic_path, atomic_write, write_json
+from maskwatch.results import Face
+from maskwatch.runtime.tracking import Tracker
+
+LABELS = ("with_mask", "without_mask", "mask_incorrect")
+
+
+# --- the one atomic-write helper ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: int):
+    before = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"data")
+    finally:
+        os.umask(before)
+    for name in ("a.json", "b.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode  # not mkstemp's private 0600
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):
+    target = tmp_path / "history.json"
+    target.write_text('{"old": true}')
+    with pytest.raises(RuntimeError), atomic_write(target) as handle:
+        handle.write('{"new": ')
+        raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+
+
+def test_json_is_strict_and_bad_targets_are_one_clear_error(tmp_path: Path):
+    write_json(tmp_path / "h.json", [{"f1": float("nan"), "loss": float("inf"), "ok": 1.5}])
+    assert json.loads((tmp_path / "h.json").read_text()) == [{"f1": None, "loss": None, "ok": 1.5}]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="a file is in the way"):
+        write_json(tmp_path / "file" / "out.json", {})
+    with pytest.raises(OutputError, match="is a folder"):
+        write_json(tmp_path, {})
+
+
+# --- tracker -------------------------------------------------------------------------------------------------------------
+def face(box, with_mask_p: float) -> Face:
+    probs = {"with_mask": with_mask_p, "without_mask": 1 - with_mask_p, "mask_incorrect": 0.0}
+    label = max(probs, key=probs.get)
+    return Face(np.array(box, np.float32), label, probs[label], probs, 0.9, uncertain=probs[label] < 0.5)
+
+
+def test_a_new_track_has_missed_nothing():
+    tracker = Tracker(LABELS)
+    tracker.update([face([0, 0, 10, 10], 0.9)])
+    assert [t.missed for t in tracker.tracks] == [0]
+
+
+def test_uncertain_follows_the_smoothed_probabilities():
+    tracker = Tracker(LABELS, smoothing=0.9, uncertain_below=0.6)
+    tracker.update([face([0, 0, 10, 10], 0.95)])
+    (out,) = tracker.update([face([0, 0, 10, 10], 0.55)])  # alone: uncertain (0.55 < 0.6); smoothed: ~0.91
+    assert out.label == "with_mask" and out.score > 0.9 and out.uncertain is False
+    tracker = Tracker(LABELS, smoothing=0.5, uncertain_below=0.6)
+    tracker.update([face([0, 0, 10, 10], 0.9)])
+    (out,) = tracker.update([face([0, 0, 10, 10], 0.1)])  # each frame confident, the average is not
+    assert out.score == pytest.approx(0.5) and out.uncertain is True
+
+
+def test_a_one_frame_false_positive_is_not_a_person_seen():
+    tracker = Tracker(LABELS, min_hits=3)
+    for i in range(4):
+        faces = [face([0, 0, 10, 10], 0.9)]
+        if i == 1:
+            faces.append(face([100, 100, 120, 120], 0.1))  # a flash of something face-like, once
+        tracker.update(faces)
+    assert tracker.counts() == {"people_seen": 1, "compliant": 1, "non_compliant": 0}
