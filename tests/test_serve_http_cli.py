@@ -96,9 +96,9 @@ def test_events_command_lists_json_lines_and_filters(stored: Store):
     result = runner.invoke(cli_app, ["events", "--store", stored.url, "--label", "incorrect", "--since", "2026-05-28"])
     assert result.exit_code == 0 and "hall-0002" in result.stdout and "door-0001" not in result.stdout
     bad = runner.invoke(cli_app, ["events", "--store", stored.url, "--since", "soon"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     missing = runner.invoke(cli_app, ["events", "--store", "sqlite:////nonexistent/x.db"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
 
 
 def _config(tmp_path: Path, text: str) -> Path:
@@ -153,7 +153,7 @@ def test_serve_check_validates_and_exits(tmp_path: Path):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # 2: nothing could run
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
         f"ERROR {bad}: cameras.a.detect_every: Input should be greater than or equal to 1 (got -1)"
     ]
@@ -164,7 +164,7 @@ def test_unreachable_store_at_start_is_one_error_line(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "maskwatch.cli", "serve", "--config", str(config)], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # 2: nothing could run
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "cannot open" in errors[0] and "127.0.0.1:1" in errors[0]
 
@@ -180,7 +180,7 @@ def test_http_port_in_use_is_one_error_line(tmp_path: Path):
         result = subprocess.run(
             [sys.executable, "-m", "maskwatch.cli", "serve", "--config", str(config)], capture_output=True, text=True, timeout=120
         )
-    assert result.returncode == 1
+    assert result.returncode == 2  # 2: nothing could run
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "rror" in line]
     assert errors == [f"ERROR http: cannot listen on 127.0.0.1:{port} (Address already in use)"], result.stderr
 
@@ -206,7 +206,7 @@ def test_without_the_serve_extra_serve_names_the_install_command(tmp_path: Path)
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_SERVE_DEPS, "serve", "--config", str(config)], capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and 'pip install "maskwatch[serve]"' in lines[0] and "fastapi" in lines[0]
 
