@@ -157,7 +157,7 @@ def test_serve_check_validates_and_exits(tmp_path: Path):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert result.returncode == 2  # 2: nothing could run
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
         f"ERROR {bad}: cameras.a.detect_every: Input should be greater than or equal to 1 (got -1)"
     ]
@@ -168,7 +168,7 @@ def test_unreachable_store_at_start_is_one_error_line(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "maskwatch.cli", "serve", "--config", str(config)], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 2
+    assert result.returncode == 2  # 2: nothing could run
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "cannot open" in errors[0] and "127.0.0.1:1" in errors[0]
 
@@ -184,7 +184,7 @@ def test_http_port_in_use_is_one_error_line(tmp_path: Path):
         result = subprocess.run(
             [sys.executable, "-m", "maskwatch.cli", "serve", "--config", str(config)], capture_output=True, text=True, timeout=120
         )
-    assert result.returncode == 2
+    assert result.returncode == 2  # 2: nothing could run
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "rror" in line]
     assert errors == [f"ERROR http: cannot listen on 127.0.0.1:{port} (Address already in use)"], result.stderr
 

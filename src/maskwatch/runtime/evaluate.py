@@ -119,6 +119,8 @@ def evaluate_source(
         problems.append(f"{source}: classes {unknown} are not among the model's labels {labels}; skipped")
     scored, more = classify_samples([s for s in samples if s.label in labels], classifier, batch_size=batch_size)
     problems += more
+    if not scored.samples:  # nothing usable: scikit-learn refuses empty arrays with a traceback-only error
+        return {"n": 0, "skipped": len(problems), "per_source": {}}, scored, problems
     truth = np.array(scored.truth, dtype=int)
     predicted = np.array([p.argmax() for p in scored.probs], dtype=int)
     sources = np.array([s.source for s in scored.samples])

@@ -281,6 +281,9 @@ def _train(config: TrainConfig) -> dict:
     split = np.array(splits)
     idx = {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
     log.info("split sizes: %s", {k: len(v) for k, v in idx.items()})
+    if len(idx["train"]) == 0 or len(idx["val"]) == 0:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in idx.items())
+        raise ValueError(f"{', '.join(config.data)}: {len(y)} usable faces ({sizes}); training needs train and val faces")
 
     if config.init is not None:
         model, init_meta = load_checkpoint(resolve_checkpoint(config.init))
