@@ -197,6 +197,8 @@ def run_train_command(cfg: TrainConfig, fail: Callable[[str], None]) -> None:
         report = run_training(cfg)
     except (WeightsError, ValueError) as error:
         fail(str(error))
+    if report.get("rank", 0) != 0:
+        return  # under torchrun, rank 0 alone exports and prints
     _export_after_training(Path(cfg.out))
     for source, result in report["test"].items():
         typer.echo(f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
