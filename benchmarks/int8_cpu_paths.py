@@ -26,21 +26,22 @@ from pathlib import Path
 import numpy as np
 
 
-def cut_crops(manifest: Path, split: str, model: Path, out: Path) -> None:
-    """Natively: the split's faces cut as the model expects them, saved with labels and sources."""
+def cut_crops(manifest: Path, split: str, model: Path, out: Path, every: int = 1) -> None:
+    """Natively: the split's faces (every ``every``-th) cut as the model expects them, saved with labels and sources."""
     from maskwatch.imaging import load_rgb
     from maskwatch.runtime.classifier import OnnxMaskClassifier
-    from maskwatch.runtime.evaluate import _face_crop, samples_of
+    from maskwatch.runtime.evaluate import face_crop, samples_of
 
     classifier = OnnxMaskClassifier(model)
     samples, _ = samples_of(manifest, split)
+    samples = samples[::every]
     images: dict[Path, np.ndarray] = {}
     crops = []
     for sample in samples:
         if sample.path not in images:
             images.clear()
             images[sample.path] = load_rgb(sample.path)
-        crops.append(_face_crop(images[sample.path], sample, classifier))
+        crops.append(face_crop(images[sample.path], sample, classifier))
     labels = [list(classifier.labels).index(s.label) for s in samples]
     np.savez(out, crops=np.stack(crops), labels=np.array(labels), sources=np.array([s.source for s in samples]))
 
@@ -88,13 +89,14 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, help="NAME=PATH of an ONNX classifier; repeat")
     parser.add_argument("--cpu", action="append", default=None, help="native, or a qemu -cpu model (EPYC-Rome, Haswell...)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--every", type=int, default=1, help="use every n-th face of the split (emulation is slow)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.child:
         print(json.dumps({"flags": cpu_flags(), "logits": classify(args.child, args.model)}))
         return
     crops_file = Path(tempfile.mkdtemp()) / "crops.npz"
-    cut_crops(args.manifest, args.split, Path(args.model[0].split("=", 1)[1]), crops_file)
+    cut_crops(args.manifest, args.split, Path(args.model[0].split("=", 1)[1]), crops_file, args.every)
     data = np.load(crops_file)
     truth, sources = data["labels"], data["sources"]
     results: dict = {}

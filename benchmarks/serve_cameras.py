@@ -6,7 +6,8 @@ each camera, as fast as the CPU allows (``max_fps`` 25). The clip shows scikit-i
 (no mask) walking in and out, so events are raised all the time: latency is from the capture of the frame that
 completed ``min_frames`` to the moment the event reached the store writer's queue. Figures, not assertions.
 
-    python benchmarks/serve_cameras.py --cameras 1 2 4 8 --detect-every 1 2 --seconds 20 --soak-minutes 10
+    python benchmarks/serve_cameras.py --cameras 1 2 4 8 --detect-every 1 2 --seconds 15 --soak-minutes 10
+    python benchmarks/serve_cameras.py --cameras --service-soak-minutes 10   # the whole service, as a subprocess
 """
 
 from __future__ import annotations
@@ -103,11 +104,12 @@ def run(clip: Path, infer: BatchInference, n_cameras: int, detect_every: int, se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--cameras", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--detect-every", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per row")
     parser.add_argument("--detector-size", type=int, default=320)
     parser.add_argument("--soak-minutes", type=float, default=0.0, help="then run 2 cameras this long and sample memory")
+    parser.add_argument("--service-soak-minutes", type=float, default=0.0, help="then run `maskwatch serve` this long (RSS)")
     args = parser.parse_args()
     console = Console(width=150)
     infer = BatchInference()
@@ -122,7 +124,7 @@ def main() -> None:
             "new-event latency ms p50 / p95 (n)",
         ):
             table.add_column(column, justify="right")
-        for every in args.detect_every:
+        for every in args.detect_every if args.cameras else []:
             for n in args.cameras:
                 result = run(clip, infer, n, every, args.seconds, args.detector_size)
                 lat = np.array(result["latency"]) if result["latency"] else np.array([np.nan])
@@ -131,24 +133,109 @@ def main() -> None:
                     f"{np.percentile(lat, 50):.0f} / {np.percentile(lat, 95):.0f} ({len(result['latency'])})",
                 )  # fmt: skip
                 console.print(f"done: {n} camera(s), detect_every {every}")
-        console.print(table)
+        if args.cameras:
+            console.print(table)
         if args.soak_minutes > 0:
             soak(console, clip, infer, args)
+        if args.service_soak_minutes > 0:
+            service_soak(console, clip, args.service_soak_minutes)
 
 
 def soak(console: Console, clip: Path, infer: BatchInference, args) -> None:
     samples: list[tuple[float, float]] = []
     result = run(clip, infer, 2, 1, args.soak_minutes * 60, args.detector_size, samples)
-    first, last, peak = samples[0][1], samples[-1][1], max(s[1] for s in samples)
+    first, last, peak = samples[0][1], samples[-1][1], max(s[1] for s in samples)  # the first sample is after 10 s
     table = Table(title=f"soak: 2 cameras, detect_every 1, {args.soak_minutes:g} min")
     for column in ("RSS at 10 s (MB)", "RSS at end (MB)", "peak (MB)", "growth", "processed FPS per camera", "events"):
         table.add_column(column, justify="right")
     table.add_row(
-        f"{first:.0f}", f"{last:.0f}", f"{peak:.0f}", f"{(last - first) / first:+.1%}",
+        f"{first:.1f}", f"{last:.1f}", f"{peak:.1f}", f"{(last - first) / first:+.1%}",
         f"{min(result['fps']):.1f} / {np.mean(result['fps']):.1f}", str(len(result["latency"])),
     )  # fmt: skip
     console.print(table)
     console.print("RSS samples (s, MB): " + ", ".join(f"{t:.0f}:{m:.0f}" for t, m in samples))
+
+
+def _clear_retained(prefix: str, topics: list[str]) -> None:
+    """Leave nothing of the run on the local broker."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+    for topic in topics:
+        client.publish(f"{prefix}/{topic}", b"", qos=1, retain=True).wait_for_publish(2)
+    client.disconnect()
+    client.loop_stop()
+
+
+def service_soak(console: Console, clip: Path, minutes: float) -> None:
+    """The whole service as users run it (``maskwatch serve`` subprocess: 2 RTSP cameras, SQLite, snapshots, HTTP,
+    MQTT when Mosquitto runs on 127.0.0.1:1883); its RSS sampled every 10 s. Each RTSP camera replays the clip per
+    connection, so the readers also go through a drop and reconnect every 10 s."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import urllib.request
+
+    from tests.rtsp_camera import RtspCamera
+    from tests.serve_clips import ffmpeg_exe
+    from tests.serve_support import free_port, port_open
+
+    from maskwatch.serve.store import Store
+
+    folder = Path(tempfile.mkdtemp(prefix="maskwatch-soak-"))
+    cameras = [RtspCamera(ffmpeg_exe(), clip, plays=10**6) for _ in range(2)]
+    port = free_port()
+    mqtt = f"mqtt: {{topic_prefix: maskwatch-bench-{os.getpid()}}}\n" if port_open("127.0.0.1", 1883) else ""
+    config = folder / "serve.yaml"
+    config.write_text(
+        "node: bench\ndefaults: {max_fps: 25}\ncameras:\n"
+        + "".join(f"  cam{i}: {{source: '{c.url}'}}\n" for i, c in enumerate(cameras))
+        + f"events: {{cooldown_s: 0.5}}\nstore: 'sqlite:///{folder / 'events.db'}'\nsnapshots: {{dir: '{folder / 'snaps'}'}}\n"
+        + f"http: {{port: {port}}}\n{mqtt}"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maskwatch.cli", "serve", "--config", str(config)], stderr=subprocess.DEVNULL
+    )
+    samples, fps = [], []
+    started = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - started) < minutes * 60:
+            time.sleep(10)
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            samples.append((elapsed + 10, int(status.split("VmRSS:")[1].split()[0]) / 1024))
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cameras", timeout=5) as response:
+                    fps.extend(c["fps"] for c in json.loads(response.read()) if c["status"] == "online")
+            except (TimeoutError, OSError):
+                pass
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        for camera in cameras:
+            camera.close()
+        if mqtt:
+            _clear_retained(f"maskwatch-bench-{os.getpid()}", [f"cam{i}/status" for i in range(len(cameras))] + ["status"])
+    events = Store(f"sqlite:///{folder / 'events.db'}").open().query_events(limit=None)
+    base = next((m for t, m in samples if t >= 60), samples[0][1])
+    table = Table(title=f"service soak: maskwatch serve, 2 RTSP cameras, {minutes:g} min ({folder})")
+    for column in (
+        "RSS at 60 s (MB)",
+        "RSS at end (MB)",
+        "peak (MB)",
+        "growth from 60 s",
+        "FPS per online camera (median)",
+        "events",
+    ):
+        table.add_column(column, justify="right")
+    last, peak = samples[-1][1], max(m for _, m in samples)
+    table.add_row(
+        f"{base:.1f}", f"{last:.1f}", f"{peak:.1f}", f"{(last - base) / base:+.1%}", f"{np.median(fps):.1f}", str(len(events))
+    )
+    console.print(table)
+    console.print("RSS samples (s:MB): " + ", ".join(f"{t:.0f}:{m:.1f}" for t, m in samples))
 
 
 if __name__ == "__main__":

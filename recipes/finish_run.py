@@ -21,7 +21,7 @@ from maskwatch.labels import LABELS
 from maskwatch.training.checkpoint import load_checkpoint
 from maskwatch.training.config import TrainConfig
 from maskwatch.training.models import count_parameters
-from maskwatch.training.train import _reuse_splits, finish, to_batch
+from maskwatch.training.train import _reuse_splits, finish, selection_score, to_batch
 
 
 def main() -> None:
@@ -35,6 +35,7 @@ def main() -> None:
         out=str(args.run),
         input_size=meta["input_size"],
         margin=meta["margin"],
+        whole_image=meta.get("whole_image", "stretch"),
     )
     loaded, splits, _ = _reuse_splits(config)
     y = np.array([LABELS.index(s.label) for s in loaded.samples])
@@ -43,7 +44,8 @@ def main() -> None:
     inputs = to_batch(loaded.crops, eval_transform())
     report = finish(model, meta, inputs, y, idx, loaded, False, args.run)
     history = json.loads((args.run / "history.json").read_text())
-    best = max(history, key=lambda row: row["val_macro_f1"])
+    floor = json.loads((args.run / "config.json").read_text()).get("incorrect_recall_floor", 0.0)
+    best = max(history, key=lambda row: selection_score(row, floor))  # the rule that kept best.safetensors
     report.update(
         best_epoch=best["epoch"],
         train_seconds=None,

@@ -19,15 +19,13 @@ WIDTH, HEIGHT, FPS = 640, 480, 10
 
 
 def ffmpeg_exe() -> str | None:
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
+    """The imageio-ffmpeg wheel's binary (the dev extra installs it), else one on PATH."""
     try:
         import imageio_ffmpeg
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
-        return None
+        return shutil.which("ffmpeg")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def test_a_wrong_type_is_one_line_naming_file_key_and_type(tmp_path: Path):
         load_config(path)
     assert str(error.value) == f"{path}: epochs must be an integer, got 'ten'"
     result = runner.invoke(app, ["train", "--config", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # 2: nothing could run (README, Reliability)
     assert "Traceback" not in result.output
     assert "epochs must be an integer" in result.output and str(path) in result.output
     assert "Traceback" not in str(result.exception or "")

@@ -160,8 +160,7 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(al
 def test_config_files_load_or_raise_one_config_error(data):
     import yaml
 
-    from maskwatch.cli_train import read_train_config
-    from maskwatch.training.config import ConfigError, TrainConfig
+    from maskwatch.training.config import ConfigError, TrainConfig, load_config
 
     keys = st.one_of(st.sampled_from(_config_fields()), st.text(min_size=1, max_size=10))
     mapping = data.draw(st.dictionaries(keys, st.one_of(scalars, st.lists(scalars, max_size=2)), max_size=5))
@@ -171,7 +170,7 @@ def test_config_files_load_or_raise_one_config_error(data):
         raw = raw + data.draw(st.binary(max_size=8))  # not always valid UTF-8
     with scratch_file(raw, ".yaml") as path:
         try:
-            config = read_train_config(path)  # what `train --config` calls
+            config = load_config(path)  # what `train --config` calls
         except ConfigError as error:
             assert str(error).startswith(str(path))
             return

@@ -220,3 +220,10 @@ def test_flip_fusion_averages_faces_seen_twice_and_ranks_single_sightings_lower(
     twice = int(np.argmax(scores))
     assert np.allclose(boxes[twice], [11, 10, 51, 50]) and scores[twice] == pytest.approx(0.9)
     assert np.allclose(sorted(scores), [0.3, 0.4, 0.9])  # one sighting counts half
+
+
+def test_patience_counts_from_the_best_macro_f1_not_from_the_kept_epoch():
+    from maskwatch.training.train import last_macro_f1_gain
+
+    history = [{"epoch": e, "val_macro_f1": f} for e, f in [(1, 0.90), (2, 0.93), (3, 0.92), (4, 0.95), (5, 0.94)]]
+    assert last_macro_f1_gain(history) == 4  # the kept epoch may be 1 (floor), yet the run is still improving

@@ -136,9 +136,16 @@ def test_show_without_a_display_is_one_line_and_the_run_goes_on(tiny_model, tmp_
     command = [sys.executable, "-m", "maskwatch.cli", "detect", str(image), "--model", str(tiny_model[1]), "--show"]
     command += ["--json", str(tmp_path / "o.jsonl")]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "--show: no display" in done.stderr and "Traceback" not in done.stderr
-    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
+    assert "Traceback" not in done.stderr and done.returncode != 134  # 134: OpenCV's GUI aborted the process
+    from maskwatch.display import opencv_gui_backend
+
+    if opencv_gui_backend() is None:  # the headless runtime install: refused up front, one line naming the fix
+        assert done.returncode == 2 and 'pip install "maskwatch[gui]"' in done.stderr
+        assert len([line for line in done.stderr.splitlines() if line.startswith("ERROR")]) == 1
+    else:  # a GUI build on a machine without a display: one line, and the run goes on without a window
+        assert done.returncode == 0, done.stderr
+        assert "--show: no display" in done.stderr
+        assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
 
 
 # --- item 15: prediction files: cut-off lines, records without label, single-score peers --------------------------------
@@ -217,3 +224,47 @@ def test_blur_changes_face_pixels_and_nothing_else(tiny_model, tmp_path: Path):
     difference = np.abs(plain - blurred).max(axis=2)
     assert difference[inside].mean() > 10  # the face is pixelated
     assert difference[far].max() <= 2  # everything else is the same picture
+
+
+# --- more hostile input, found by probing the merged commands -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "flag, value", [("--detector-size", "-1"), ("--min-face-score", "nan"), ("--uncertain-below", "2"), ("--threads", "-3")]
+)
+def test_out_of_range_detect_options_are_one_line(tmp_path: Path, flag: str, value: str):
+    image = face_png(tmp_path / "a.png")
+    result = invoke(["detect", str(image), flag, value], 2)
+    assert f"{flag} {value}" in result.output.replace(".0:", ":") and "must be between" in result.output
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (a device that is always full)")
+def test_a_disk_that_fills_up_during_detect_is_one_line(tiny_model, tmp_path: Path):
+    image = face_png(tmp_path / "a.png")
+    result = invoke(["detect", str(image), "--model", str(tiny_model[1]), "--json", "/dev/full"], 2)
+    assert "--json /dev/full: write failed (No space left on device)" in result.output
+
+
+def test_evaluate_with_no_usable_image_is_one_line(tiny_model, tmp_path: Path):
+    for label in ("with_mask", "without_mask"):
+        (tmp_path / "bad" / label).mkdir(parents=True)
+        (tmp_path / "bad" / label / "x.jpg").write_bytes(b"junk")
+    result = invoke(["evaluate", str(tmp_path / "bad"), "--model", str(tiny_model[1])], 2)
+    assert "no usable images found" in result.output
+
+
+def test_train_without_usable_data_or_writable_out_or_a_real_manifest_is_one_line(tmp_path: Path):
+    pytest.importorskip("torch")
+    from tests.conftest import write_class_tree
+
+    (tmp_path / "empty").mkdir()
+    result = invoke(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r1")], 2)
+    assert "0 usable faces" in result.output and "training needs train and val faces" in result.output
+    faces = write_class_tree(tmp_path / "faces", per_class=4, size=32)
+    (tmp_path / "afile").write_text("x")
+    result = invoke(["train", "--data", str(faces), "--out", str(tmp_path / "afile" / "run")], 2)
+    assert "--out" in result.output and "Not a directory" in result.output
+    manifest = tmp_path / "splits.csv"
+    manifest.write_text("a,b\n1,2\n")
+    result = invoke(["train", "--data", str(faces), "--out", str(tmp_path / "r2"), "--splits", str(manifest)], 2)
+    assert "not a split manifest (missing columns" in result.output
+    result = invoke(["evaluate", str(manifest)], 2)
+    assert "not a split manifest" in result.output

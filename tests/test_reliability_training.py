@@ -166,7 +166,7 @@ def test_split_keys_of_the_shipped_manifest_stay_the_same():
 
     from maskwatch.data.loading import _source_key
 
-    recipe_roots = [Path("../shared/data/chandrika"), Path("../shared/data/maskedface-net"), Path("../shared/data/scenes")]
+    recipe_roots = [Path(f"../shared/data/{name}") for name in ("chandrika", "maskedface-net", "scenes", "scenes-ilc")]
     with gzip.open(REPO / "recipes" / "default_splits.csv.gz", "rt", newline="") as handle:
         rows = list(csv.DictReader(handle))
     cwd = os.getcwd()

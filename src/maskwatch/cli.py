@@ -110,6 +110,14 @@ def detect(
         _fail("SOURCE is empty: give an image, folder, glob, video, webcam index or rtsp/http URL")
     if detect_every < 1:
         _fail(f"--detect-every {detect_every}: must be 1 or more")
+    for flag, value, low, high in (
+        ("--detector-size", detector_size, 0, 10_000),
+        ("--min-face-score", min_face_score, 0.0, 1.0),
+        ("--uncertain-below", uncertain_below, 0.0, 1.0),
+        ("--threads", threads, 0, 1024),
+    ):
+        if value is not None and not low <= value <= high:  # also refuses NaN
+            _fail(f"{flag} {value}: must be between {low} and {high}")
     kind = describe_source(source)
     size = detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960)
     config = PipelineConfig(
@@ -170,7 +178,10 @@ def evaluate(
         classifier = _classifier_for(model)
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
-    result, scored, problems = evaluate_source(data_dir, classifier, split=split)
+    try:
+        result, scored, problems = evaluate_source(data_dir, classifier, split=split)
+    except ValueError as error:  # e.g. a split manifest with missing columns
+        _fail(str(error))
     for problem in problems:
         log.warning("%s", problem)
     if result["n"] == 0:
@@ -288,7 +299,10 @@ def evaluate_scenes(
     if splits is not None:
         if not splits.is_file():
             _fail(f"{splits}: no such split manifest")
-        truth = keep_split(truth, splits, split)
+        try:
+            truth = keep_split(truth, splits, split)
+        except ValueError as error:  # not a manifest, a bad row
+            _fail(str(error))
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:

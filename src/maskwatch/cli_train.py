@@ -165,7 +165,11 @@ def register(app: typer.Typer, fail: Callable[[str], None], classifier_for: Call
             fail(f"calibration set {calibration} has no images; give --calibration with real face crops")
         (calib, _), (held_crops, held_labels) = held_out_parts(crops, labels)
         int8_path = fp32_path.with_name(fp32_path.stem + "_int8.onnx")
-        quantize_int8(fp32_path, int8_path, calib, method=method, weights=weights, calibration_source=str(calibration))
+        try:
+            quantize_int8(fp32_path, int8_path, calib, method=method, weights=weights, calibration_source=str(calibration))
+        except ValueError as error:  # a calibration set ONNX Runtime cannot quantise from: one line, not a traceback
+            int8_path.unlink(missing_ok=True)
+            fail(f"int8 quantisation failed ({str(error)[:200]}); int8 model not kept")
         parity = check_parity(fp32_path, int8_path, held_crops, held_labels)
         typer.echo(
             f"int8: {int8_path} ({int8_path.stat().st_size / 1e6:.2f} MB); calibrated on {len(calib)} faces, checked on "
@@ -197,6 +201,8 @@ def run_train_command(cfg: TrainConfig, fail: Callable[[str], None]) -> None:
         report = run_training(cfg)
     except (WeightsError, ValueError) as error:
         fail(str(error))
+    except OSError as error:  # --out under a file, a read-only folder, a full disk
+        fail(f"--out {cfg.out}: {error.strerror or error} ({error.filename or cfg.out})")
     if report.get("rank", 0) != 0:
         return  # under torchrun, rank 0 alone exports and prints
     _export_after_training(Path(cfg.out))

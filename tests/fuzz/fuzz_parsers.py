@@ -18,12 +18,11 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["maskwatch"]):  # coverage of our code only: instrumenting numpy/PIL is slow
-    from maskwatch.cli_train import read_train_config
     from maskwatch.data.index import parse_voc
     from maskwatch.imaging import ImageLoadError, load_rgb
     from maskwatch.runtime.scenes import read_predictions
     from maskwatch.sources import STREAM_PREFIXES, iter_frames
-    from maskwatch.training.config import ConfigError
+    from maskwatch.training.config import ConfigError, load_config
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="maskwatch-fuzz-"))
 (SCRATCH / "src").mkdir()
@@ -57,7 +56,7 @@ def fuzz_predictions(data: bytes) -> None:
 
 def fuzz_config(data: bytes) -> None:
     try:
-        read_train_config(_file(data, ".yaml"))  # what `train --config` calls
+        load_config(_file(data, ".yaml"))  # what `train --config` calls
     except ConfigError:
         return
 

@@ -106,14 +106,26 @@ def _write_rows(handle, rows: Sequence[ManifestRow]) -> None:
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
-    """Read a manifest written by :func:`write_manifest` (plain or gzip-compressed CSV)."""
+    """Read a manifest written by :func:`write_manifest` (plain or gzip-compressed CSV).
+
+    Raises ValueError naming the file (and line) for a missing column, a bad box value or an unreadable file, so that
+    ``--splits`` and ``evaluate MANIFEST`` report one line instead of a KeyError traceback.
+    """
     rows = []
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", newline="") as handle:
-        for record in csv.DictReader(handle):
-            box = None
-            if record["x1"]:
-                box = tuple(float(record[k]) for k in ("x1", "y1", "x2", "y2"))
-            sample = Sample(Path(record["path"]), record["label"], record["source"], box)  # type: ignore[arg-type]
-            rows.append(ManifestRow(sample, record["group"], record["split"]))
+    try:
+        with opener(path, "rt", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [k for k in MANIFEST_FIELDS if k not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: not a split manifest (missing columns {', '.join(missing)})")
+            for line, record in enumerate(reader, start=2):
+                try:
+                    box = tuple(float(record[k]) for k in ("x1", "y1", "x2", "y2")) if record["x1"] else None
+                except (TypeError, ValueError):
+                    raise ValueError(f"{path}:{line}: box values are not numbers") from None
+                sample = Sample(Path(record["path"]), record["label"], record["source"], box)  # type: ignore[arg-type]
+                rows.append(ManifestRow(sample, record["group"], record["split"]))
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as error:
+        raise ValueError(f"{path}: cannot read split manifest ({error})") from None
     return rows

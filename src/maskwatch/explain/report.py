@@ -46,7 +46,7 @@ def focus_report(
 ) -> tuple[list[FocusRecord], dict]:
     """Grad-CAM + focus for every sample; returns records and the pictures' raw material."""
     size, margin = meta["input_size"], meta["margin"]
-    loaded = load_samples(samples, size=size, margin=margin)
+    loaded = load_samples(samples, size=size, margin=margin, whole_image=meta.get("whole_image", "stretch"))
     for problem in loaded.problems:
         log.warning("%s", problem)
     records: list[FocusRecord] = []

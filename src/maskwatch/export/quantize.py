@@ -3,6 +3,7 @@ validation face crops, and the fp32-vs-int8 parity gate that refuses a model tha
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from maskwatch.export.onnx_export import set_metadata
 from maskwatch.fileio import atomic_path
 from maskwatch.runtime.classifier import OnnxMaskClassifier, read_meta
 from maskwatch.runtime.selfcheck import REFERENCE_COUNT, cpu_description, reference_inputs
+
+log = logging.getLogger(__name__)
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 #: Per-method options: min-max averages per-batch ranges (less hostage to one outlier image); percentile clips the
@@ -110,7 +113,10 @@ def quantize_int8(
         pick = np.random.default_rng(0).choice(len(calibration_crops), HISTOGRAM_IMAGES, replace=False)
         calibration_crops = [calibration_crops[i] for i in sorted(pick)]
     if method != "minmax":
-        batch_size = 1  # ONNX Runtime's histogram collector fails on batches of unequal size (e.g. 105 = 3x32 + 9)
+        # ONNX Runtime's histogram collector fails on batches of unequal size (e.g. 105 = 3x32 + 9): equal batches only.
+        # (One image per batch avoided that but gave single-image activation ranges too narrow for 2048 bins.)
+        if len(calibration_crops) > batch_size:
+            calibration_crops = calibration_crops[: len(calibration_crops) // batch_size * batch_size]
     batches = [classifier.preprocess(calibration_crops[i : i + batch_size]) for i in range(0, len(calibration_crops), batch_size)]
     with tempfile.TemporaryDirectory(prefix="maskwatch-quant-") as scratch, atomic_path(out_path) as tmp:
         pre = Path(scratch) / "pre.onnx"  # a scratch file, not an output: it never lands beside out_path
@@ -151,7 +157,12 @@ def _quantize_best(fp32_path: Path, out_path: Path, crops: list[np.ndarray], **o
     best_agreement, best_path = -1.0, None
     for method in AUTO_METHODS:
         candidate = Path(out_path).with_name(f".{Path(out_path).stem}.{method}.onnx")
-        quantize_int8(fp32_path, candidate, crops, method=method, **options)
+        try:
+            quantize_int8(fp32_path, candidate, crops, method=method, **options)
+        except ValueError as error:  # e.g. a histogram method on activations with almost no range: try the next one
+            log.warning("int8 calibration with %s failed (%s); trying the others", method, str(error)[:160])
+            candidate.unlink(missing_ok=True)
+            continue
         agreement = float((OnnxMaskClassifier(candidate).predict_proba(crops).argmax(1) == reference).mean())
         if agreement > best_agreement:
             if best_path is not None:
@@ -159,6 +170,8 @@ def _quantize_best(fp32_path: Path, out_path: Path, crops: list[np.ndarray], **o
             best_agreement, best_path = agreement, candidate
         else:
             candidate.unlink(missing_ok=True)
+    if best_path is None:
+        raise ValueError(f"int8 calibration failed with every method in {list(AUTO_METHODS)}")
     meta = read_meta(best_path)
     meta["calibration"]["chosen_by"] = (
         f"agreement with fp32 on the calibration set ({best_agreement:.4f}) among {list(AUTO_METHODS)}"

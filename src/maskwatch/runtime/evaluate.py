@@ -92,7 +92,7 @@ def classify_samples(
             continue
         for sample in faces:
             try:
-                pending.append((sample, _face_crop(image, sample, classifier)))
+                pending.append((sample, face_crop(image, sample, classifier)))
             except ValueError as error:
                 problems.append(f"{path}: {error}")
         if len(pending) >= batch_size:
@@ -102,7 +102,7 @@ def classify_samples(
     return scored, problems
 
 
-def _face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier) -> np.ndarray:
+def face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier) -> np.ndarray:
     if sample.box is None:
         return classifier.face_file_crop(image)
     return crop_face(image, sample.box, margin=classifier.info.margin, size=classifier.info.input_size)
@@ -119,6 +119,8 @@ def evaluate_source(
         problems.append(f"{source}: classes {unknown} are not among the model's labels {labels}; skipped")
     scored, more = classify_samples([s for s in samples if s.label in labels], classifier, batch_size=batch_size)
     problems += more
+    if not scored.samples:  # nothing usable: scikit-learn refuses empty arrays with a traceback-only error
+        return {"n": 0, "skipped": len(problems), "per_source": {}}, scored, problems
     truth = np.array(scored.truth, dtype=int)
     predicted = np.array([p.argmax() for p in scored.probs], dtype=int)
     sources = np.array([s.source for s in scored.samples])

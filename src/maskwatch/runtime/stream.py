@@ -6,6 +6,7 @@ never stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -196,7 +197,8 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
                 break
     finally:
         if json_handle is not None:
-            json_handle.close()
+            with contextlib.suppress(OSError):  # already reported by _record; closing must not hide that line
+                json_handle.close()
         if videos is not None:
             videos.close()
         if options.show:
@@ -227,8 +229,11 @@ def _record(result: FrameResult, summary: RunSummary, json_handle) -> None:
     else:
         summary.faces += len(result.faces)
     if json_handle is not None:
-        json_handle.write(json.dumps(result.to_json()) + "\n")
-        json_handle.flush()
+        try:
+            json_handle.write(json.dumps(result.to_json()) + "\n")
+            json_handle.flush()
+        except OSError as error:  # a full disk mid-run: stop with one line rather than lose results silently
+            raise OutputError(f"--json {json_handle.name}: write failed ({error.strerror or error})") from None
 
 
 def _show(picture) -> bool:

@@ -157,6 +157,8 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc[:-1]:
         if current is None:
             return []
+        if isinstance(part, int):  # a list index (webhooks.0.url)
+            continue
         field = current.model_fields.get(str(part))
         if field is None:  # a dict key such as a camera name
             current = CameraConfig if current is ServeConfig else None

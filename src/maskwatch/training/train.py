@@ -253,11 +253,17 @@ def photo_incorrect_recall(logits: np.ndarray, truth: np.ndarray, from_photos: n
     return float((logits[real].argmax(1) == incorrect).mean()) if real.any() else float("nan")
 
 
+def last_macro_f1_gain(history: list[dict]) -> int:
+    """The epoch with the best val macro-F1 so far. Patience counts from it, not from the kept epoch: with a recall
+    floor the kept epoch can be an early one, and stopping on it would end a run whose macro-F1 is still climbing."""
+    return max(history, key=lambda row: row["val_macro_f1"])["epoch"]
+
+
 def selection_score(row: dict, incorrect_recall_floor: float) -> tuple[float, float]:
     """Epochs are compared on (reaches the real-photo mask_incorrect recall floor, val macro-F1): macro-F1 decides
     among epochs on the same side of the floor, and any epoch that reaches it beats every epoch that does not."""
-    recall = row["val_recall_mask_incorrect_photos"]
-    reaches = incorrect_recall_floor <= 0 or (recall == recall and recall >= incorrect_recall_floor)
+    recall = row.get("val_recall_mask_incorrect_photos")  # NaN, or null once written to history.json: no such faces
+    reaches = incorrect_recall_floor <= 0 or (recall is not None and recall == recall and recall >= incorrect_recall_floor)
     return (1.0 if reaches else 0.0, row["val_macro_f1"])
 
 
@@ -302,6 +308,9 @@ def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
     split = np.array(splits)
     idx = {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
     log.info("split sizes: %s", {k: len(v) for k, v in idx.items()})
+    if len(idx["train"]) == 0 or len(idx["val"]) == 0:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in idx.items())
+        raise ValueError(f"{', '.join(config.data)}: {len(y)} usable faces ({sizes}); training needs train and val faces")
 
     if config.init is not None:
         model, init_meta = load_checkpoint(resolve_checkpoint(config.init))
@@ -427,7 +436,7 @@ def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
             if world.main:
                 save_checkpoint(model, meta, out / "best.safetensors")
         log_epoch(row, improved, guided)
-        stopped = ddp.from_main(epoch - best_epoch >= config.patience)  # decided once, on rank 0
+        stopped = ddp.from_main(epoch - last_macro_f1_gain(history) >= config.patience)  # decided once, on rank 0
         if world.main:
             write_history(history, out)
             save_last_state(model, optimizer, scheduler, history, best_score, best_epoch, epoch, stopped, last_path)
