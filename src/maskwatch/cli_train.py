@@ -203,6 +203,8 @@ def run_train_command(cfg: TrainConfig, fail: Callable[[str], None]) -> None:
         fail(str(error))
     except OSError as error:  # --out under a file, a read-only folder, a full disk
         fail(f"--out {cfg.out}: {error.strerror or error} ({error.filename or cfg.out})")
+    if report.get("rank", 0) != 0:
+        return  # under torchrun, rank 0 alone exports and prints
     _export_after_training(Path(cfg.out))
     for source, result in report["test"].items():
         typer.echo(f"test {source:<16} n={result['n']:>5}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")

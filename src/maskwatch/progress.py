@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -11,5 +12,8 @@ T = TypeVar("T")
 
 
 def track(items: Iterable[T], *, description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar on stderr."""
+    """Iterate with a progress bar on stderr (none on torchrun's ranks other than 0: one bar per run, not per process)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield from items
+        return
     yield from _rich_track(items, description=description, total=total, transient=True)

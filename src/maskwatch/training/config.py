@@ -69,6 +69,9 @@ class TrainConfig:
     exclude: tuple[str, ...] = Field((), description="File listing mislabelled files to leave out; repeat for several.")
     splits: str | None = Field(None, description="Reuse an earlier run's splits.csv instead of splitting anew.")
     device: str = Field("cpu", description="cpu or cuda.")
+    mixed_precision: bool = Field(
+        True, description="On CUDA: bf16 autocast and channels-last (ignored on the CPU, which always trains in float32)."
+    )
     threads: int = Field(0, description="Torch CPU threads (0 = torch's default).")
 
     @field_validator("data", "exclude", mode="before")

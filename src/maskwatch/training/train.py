@@ -12,9 +12,9 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from maskwatch.fileio import atomic_path, atomic_write, write_json
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report, expected_calibration_error, fit_temperature, softmax
 from maskwatch.progress import track
+from maskwatch.training import distributed as ddp
 from maskwatch.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, torch_threads
 from maskwatch.training.config import TrainConfig
 from maskwatch.training.focus_guidance import cam_focus, class_maps, focus_penalty, lower_face_masks, pool_masks
@@ -94,7 +95,8 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
         seed=config.seed,
         roots=[Path(p) for p in config.data],
     )
-    write_manifest(rows, Path(config.out) / "splits.csv")
+    if ddp.is_main():
+        write_manifest(rows, Path(config.out) / "splits.csv")
     return loaded, [row.split for row in rows], problems
 
 
@@ -114,10 +116,8 @@ def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[s
     )
     split_of = {(r.sample.path, r.sample.box): r.split for r in rows}
     kept = {(s.path, s.box) for s in loaded.samples}
-    write_manifest(
-        [r for r in rows if (r.sample.path, r.sample.box) in kept],
-        Path(config.out) / "splits.csv",
-    )
+    if ddp.is_main():
+        write_manifest([r for r in rows if (r.sample.path, r.sample.box) in kept], Path(config.out) / "splits.csv")
     for problem in loaded.problems:
         log.warning("%s", problem)
     return loaded, [split_of[(s.path, s.box)] for s in loaded.samples], loaded.problems
@@ -157,6 +157,24 @@ def cache_features(
     if not parts:
         return torch.zeros(0), None
     return torch.cat(parts), (torch.cat(mask_parts) if masks is not None else None)
+
+
+def cache_sharded(
+    model: MaskClassifierNet,
+    crops: np.ndarray,
+    transform,
+    batch_size: int,
+    what: str,
+    world: ddp.World,
+    masks: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`cache_features` with each rank caching every N-th crop, then the parts gathered onto every rank."""
+    if not world.distributed:
+        return cache_features(model, crops, transform, batch_size, what, masks=masks)
+    part = ddp.shard(np.arange(len(crops)), world)
+    features, part_masks = cache_features(model, crops[part], transform, batch_size, what, None if masks is None else masks[part])
+    features = ddp.gather_rows(features, len(crops), world)
+    return features, None if part_masks is None else ddp.gather_rows(part_masks, len(crops), world)
 
 
 def epoch_order(pool: np.ndarray, generator: torch.Generator) -> torch.Tensor:
@@ -262,16 +280,25 @@ def deterministic_algorithms() -> Iterator[None]:
 
 
 def train(config: TrainConfig) -> dict:
-    """Run the whole recipe and return the final report (also written to ``out/report.json``)."""
-    with deterministic_algorithms():
-        return _train(config)
+    """Run the whole recipe and return the final report (also written to ``out/report.json``).
+
+    Under ``torchrun`` with several processes this is one rank's part (see :mod:`maskwatch.training.distributed`);
+    ranks other than 0 return only ``rank``, ``world_size`` and ``weights_digest_per_rank``.
+    """
+    world, device = ddp.start(config.device)
+    try:
+        with deterministic_algorithms():
+            return _train(config, world, torch.device(device))
+    finally:
+        ddp.stop(world)
 
 
-def _train(config: TrainConfig) -> dict:
+def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
     torch_threads(config.threads)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", asdict(config))
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", asdict(config))
     torch.manual_seed(config.seed)
     started = time.perf_counter()
 
@@ -295,8 +322,8 @@ def _train(config: TrainConfig) -> dict:
     else:
         model = build_model(config.model, len(LABELS), pretrained=config.pretrained, trainable_blocks=config.trainable_blocks)
     trainable_blocks = len(model.top)
-    device = torch.device(config.device)
     model.to(device)
+    amp = ddp.speedups(model, device, config.mixed_precision)
     on_features = config.cache_views > 0 and len(model.trunk) > 0
 
     augment = train_transform(size=config.input_size)
@@ -314,16 +341,17 @@ def _train(config: TrainConfig) -> dict:
             100 * landmark_share,
         )
     if on_features:
-        inputs, _ = cache_features(model, loaded.crops, clean, config.batch_size, "clean faces")
+        inputs, _ = cache_sharded(model, loaded.crops, clean, config.batch_size, "clean faces", world)
         views, mask_views = [inputs[idx["train"]]], [clean_masks[idx["train"]]] if guided else []
         for view in range(config.cache_views):
-            torch.manual_seed(config.seed * 1000 + view)
-            features, view_masks = cache_features(
+            torch.manual_seed(ddp.rank_seed(config.seed * 1000 + view, world))
+            features, view_masks = cache_sharded(
                 model,
                 loaded.crops[idx["train"]],
                 augment,
                 config.batch_size,
                 f"augmented view {view + 1}/{config.cache_views}",
+                world,
                 masks=masks[idx["train"]] if guided else None,
             )
             views.append(features)
@@ -337,6 +365,7 @@ def _train(config: TrainConfig) -> dict:
         weight=class_weights(y[idx["train"]], len(LABELS), config.class_weighting).to(device),
         label_smoothing=config.label_smoothing,
     )
+    step = ddp.wrap_trainable(model, world)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -355,7 +384,9 @@ def _train(config: TrainConfig) -> dict:
     history: list[dict] = []
     best_score, best_epoch, start_epoch, stopped = (-1.0, -1.0), 0, 1, False
     last_path = out / "last.pt"
-    state = load_last_state(last_path, device)
+    state = ddp.from_main(
+        load_last_state(last_path, torch.device("cpu") if world.distributed else device) if world.main else None
+    )
     if state is not None:  # resume after an interruption
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -368,67 +399,33 @@ def _train(config: TrainConfig) -> dict:
         else:
             log.info("resuming from %s at epoch %d", last_path, start_epoch)
 
-    y_t = torch.from_numpy(y)
     val_from_photos = np.array([loaded.samples[i].box is not None for i in idx["val"]])
     # Positions into the train split; scene faces (the most camera-like) repeated ``scene_oversample`` times.
     is_scene = np.array([loaded.samples[i].box is not None for i in idx["train"]])
     epoch_pool = np.concatenate([np.arange(len(idx["train"]))] + [np.nonzero(is_scene)[0]] * max(0, config.scene_oversample - 1))
+    source = TrainSet(
+        targets=torch.from_numpy(y)[idx["train"]],
+        views=train_views if on_features else None,
+        mask_views=train_mask_views if on_features else None,
+        crops=loaded.crops,
+        positions=idx["train"],
+        masks=masks,
+        augment=augment,
+        trunk=model.trunk,
+    )
     for epoch in range(start_epoch, 0 if stopped else config.epochs + 1):
         torch.manual_seed(config.seed + epoch)
         model.train()
-        order = epoch_order(epoch_pool, generator.manual_seed(config.seed + epoch))
-        total_loss, correct, seen, focus_sum = 0.0, 0, 0, 0.0
-        batches = range(0, len(order), config.batch_size)
-        for start in track(batches, description=f"epoch {epoch}/{config.epochs}", total=len(batches)):
-            pick = order[start : start + config.batch_size]
-            targets = y_t[idx["train"]][pick].to(device)
-            if on_features:
-                view = torch.randint(0, train_views.shape[1], (len(pick),))
-                activations = model.top(train_views[pick, view].to(device).float())
-                batch_masks = train_mask_views[pick, view] if guided else None
-            else:
-                where = idx["train"][pick.numpy()]
-                images, batch_masks = augment_batch(loaded.crops[where], masks[where] if guided else None, augment)
-                activations = model.top(model.trunk(images.to(device)))
-            logits = model.head(activations)
-            loss = criterion(logits, targets)
-            if guided:
-                maps = class_maps(activations, model.head[-1], targets)
-                penalty, focus = focus_penalty(
-                    maps, batch_masks.to(device), goal=config.focus_goal, min_evidence=config.focus_min_evidence
-                )
-                loss = loss + config.focus_weight * penalty
-                focus_sum += float(focus.detach().sum())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(pick)
-            correct += int((logits.argmax(1) == targets).sum())
-            seen += len(pick)
+        order = ddp.shard_epoch(epoch_order(epoch_pool, generator.manual_seed(config.seed + epoch)), world)
+        figures = train_one_epoch(step, model, optimizer, criterion, source, order, config, world, amp, epoch)
         scheduler.step()
-
-        val_logits = predict_logits(model, inputs[idx["val"]], on_features=on_features)
-        val_report = classification_report(y[idx["val"]], val_logits.argmax(1), LABELS)
-        val_loss = float(criterion(torch.from_numpy(val_logits).to(device), y_t[idx["val"]].to(device)))
-        row = {
-            "epoch": epoch,
-            "lr": scheduler.get_last_lr()[0],
-            "train_loss": total_loss / max(seen, 1),
-            "train_accuracy": correct / max(seen, 1),
-            "train_macro_f1": float("nan"),
-            "val_loss": val_loss,
-            "val_accuracy": val_report["accuracy"],
-            "val_macro_f1": val_report["macro_f1"],
-            "val_macro_precision": val_report["macro_precision"],
-            "val_macro_recall": val_report["macro_recall"],
-            **{f"val_f1_{k}": v["f1"] for k, v in val_report["per_class"].items()},
-            **{f"val_precision_{k}": v["precision"] for k, v in val_report["per_class"].items()},
-            **{f"val_recall_{k}": v["recall"] for k, v in val_report["per_class"].items()},
-            "val_recall_mask_incorrect_photos": photo_incorrect_recall(val_logits, y[idx["val"]], val_from_photos),
-        }
+        row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], **figures}
+        row.update(validate(model, criterion, inputs, y, idx["val"], val_from_photos, on_features, world))
         if guided:
-            row["train_mean_focus"] = focus_sum / max(seen, 1)
-            val_focus = predicted_focus(model, inputs[idx["val"]], clean_masks[idx["val"]], on_features=on_features)
+            row["train_mean_focus"] = row.pop("train_mean_focus")  # after the val figures, where it always was
+            val_focus = sharded(
+                lambda part: predicted_focus(model, inputs[part], clean_masks[part], on_features=on_features), idx["val"], world
+            )
             row["val_median_focus"] = float(np.median(val_focus))
             row["val_empty_cam_share"] = float(np.mean(val_focus <= 0))  # no positive evidence at all: no map to show
         history.append(row)
@@ -436,39 +433,20 @@ def _train(config: TrainConfig) -> dict:
         improved = score > best_score
         if improved:
             best_score, best_epoch = score, epoch
-            save_checkpoint(model, meta, out / "best.safetensors")
-        log.info(
-            "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f incorrect recall (photos) %.3f%s%s",
-            epoch,
-            row["train_loss"],
-            row["train_accuracy"],
-            val_loss,
-            row["val_accuracy"],
-            row["val_macro_precision"],
-            row["val_macro_recall"],
-            row["val_macro_f1"],
-            row["val_recall_mask_incorrect_photos"],
-            f" focus {row['val_median_focus']:.3f} (empty {row['val_empty_cam_share']:.1%})" if guided else "",
-            "  *best" if improved else "",
-        )
-        write_history(history, out)
-        stopped = epoch - last_macro_f1_gain(history) >= config.patience
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "history": history,
-            "best_score": best_score,
-            "best_epoch": best_epoch,
-            "epoch": epoch,
-            "stopped_early": stopped,  # so that running the same command again does not train on
-        }
-        with atomic_path(last_path) as tmp:
-            torch.save(state, tmp)
+            if world.main:
+                save_checkpoint(model, meta, out / "best.safetensors")
+        log_epoch(row, improved, guided)
+        stopped = ddp.from_main(epoch - last_macro_f1_gain(history) >= config.patience)  # decided once, on rank 0
+        if world.main:
+            write_history(history, out)
+            save_last_state(model, optimizer, scheduler, history, best_score, best_epoch, epoch, stopped, last_path)
         if stopped:
             log.info("early stop: no val macro-F1 gain for %d epochs", config.patience)
             break
 
+    digests = ddp.digests_of_all_ranks(model)
+    if not world.main:
+        return {"rank": world.rank, "world_size": world.size, "weights_digest_per_rank": digests}
     train_seconds = time.perf_counter() - started
     model, meta = load_checkpoint(out / "best.safetensors")
     model.to(device)
@@ -479,9 +457,161 @@ def _train(config: TrainConfig) -> dict:
         problems=len(problems),
         parameters=count_parameters(model),
         split_sizes={k: int(len(v)) for k, v in idx.items()},
+        world_size=world.size,
+        weights_digest_per_rank=digests,
     )
     write_json(out / "report.json", report)
     return report
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    """Where a training step's faces come from: cached trunk features (``views``) or crops augmented online."""
+
+    targets: torch.Tensor  # label of each train-split face
+    views: torch.Tensor | None  # (N_train, V+1, C, H, W) cached features, or None to augment online
+    mask_views: torch.Tensor | None  # (N_train, V+1, G, G) lower-face masks moved with each cached view
+    crops: np.ndarray  # every loaded crop; ``positions`` says which are the train split's
+    positions: np.ndarray
+    masks: np.ndarray | None  # every crop's lower-face mask (focus guidance only)
+    augment: Callable
+    trunk: nn.Module
+
+    def batch(self, pick: torch.Tensor, world: ddp.World) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Top inputs and lower-face masks for the faces at ``pick`` (positions into the train split).
+
+        The cached view of each face is drawn for the whole global batch and each rank takes its share, so the ranks
+        together draw what one process draws (and keep the random stream in step).
+        """
+        if self.views is not None:
+            view = ddp.rank_share(torch.randint(0, self.views.shape[1], (len(pick) * world.size,)), world)
+            return self.views[pick, view].float(), None if self.mask_views is None else self.mask_views[pick, view]
+        where = self.positions[pick.numpy()]
+        return augment_batch(self.crops[where], None if self.masks is None else self.masks[where], self.augment)
+
+
+def train_one_epoch(
+    step: nn.Module,
+    model: MaskClassifierNet,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    source: TrainSet,
+    order: torch.Tensor,
+    config: TrainConfig,
+    world: ddp.World,
+    amp: bool,
+    epoch: int,
+) -> dict:
+    """One pass over this rank's ``order``; train loss/accuracy (and focus) summed over all ranks."""
+    device = device_of(model)
+    guided = config.focus_weight > 0
+    total_loss, correct, seen, focus_sum = 0.0, 0, 0, 0.0
+    size = ddp.per_rank_batch(config.batch_size, world)
+    batches = range(0, len(order), size)
+    for start in track(batches, description=f"epoch {epoch}/{config.epochs}", total=len(batches)):
+        pick = order[start : start + size]
+        targets = source.targets[pick].to(device)
+        features, batch_masks = source.batch(pick, world)
+        with ddp.autocast(amp):
+            if source.views is None:
+                features = source.trunk(ddp.channels_last(features.to(device), amp))
+            activations, logits = step(ddp.channels_last(features.to(device), amp))
+            loss = criterion(logits, targets)
+            if guided:
+                maps = class_maps(activations, model.head[-1], targets)
+                penalty, focus = focus_penalty(
+                    maps, batch_masks.to(device), goal=config.focus_goal, min_evidence=config.focus_min_evidence
+                )
+                loss = loss + config.focus_weight * penalty
+                focus_sum += float(focus.detach().sum())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss.detach()) * len(pick)
+        correct += int((logits.argmax(1) == targets).sum())
+        seen += len(pick)
+    ddp.sync_buffers(model.top, world)
+    total_loss, correct, seen, focus_sum = ddp.sum_over_ranks(total_loss, correct, seen, focus_sum)
+    figures = {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1), "train_macro_f1": float("nan")}
+    return {**figures, "train_mean_focus": focus_sum / max(seen, 1)} if guided else figures
+
+
+def sharded(predict: Callable[[np.ndarray], np.ndarray], positions: np.ndarray, world: ddp.World) -> np.ndarray:
+    """``predict`` over ``positions``, each rank doing its share; every rank gets all rows, in order, each once."""
+    if not world.distributed:
+        return predict(positions)
+    local = torch.from_numpy(predict(ddp.shard(positions, world)))
+    return ddp.gather_rows(local, len(positions), world).numpy()
+
+
+def validate(
+    model: MaskClassifierNet,
+    criterion: nn.Module,
+    inputs: torch.Tensor,
+    y: np.ndarray,
+    val: np.ndarray,
+    from_photos: np.ndarray,
+    on_features: bool,
+    world: ddp.World,
+) -> dict:
+    """The epoch's validation figures over the whole val split (logits gathered from every rank by index)."""
+    logits = sharded(lambda part: predict_logits(model, inputs[part], on_features=on_features), val, world)
+    report = classification_report(y[val], logits.argmax(1), LABELS)
+    device = device_of(model)
+    return {
+        "val_loss": float(criterion(torch.from_numpy(logits).to(device), torch.from_numpy(y[val]).to(device))),
+        "val_accuracy": report["accuracy"],
+        "val_macro_f1": report["macro_f1"],
+        "val_macro_precision": report["macro_precision"],
+        "val_macro_recall": report["macro_recall"],
+        **{f"val_f1_{k}": v["f1"] for k, v in report["per_class"].items()},
+        **{f"val_precision_{k}": v["precision"] for k, v in report["per_class"].items()},
+        **{f"val_recall_{k}": v["recall"] for k, v in report["per_class"].items()},
+        "val_recall_mask_incorrect_photos": photo_incorrect_recall(logits, y[val], from_photos),
+    }
+
+
+def log_epoch(row: dict, improved: bool, guided: bool) -> None:
+    log.info(
+        "epoch %2d  train loss %.4f acc %.4f | val loss %.4f acc %.4f P %.3f R %.3f macro-F1 %.4f incorrect recall (photos) %.3f%s%s",
+        row["epoch"],
+        row["train_loss"],
+        row["train_accuracy"],
+        row["val_loss"],
+        row["val_accuracy"],
+        row["val_macro_precision"],
+        row["val_macro_recall"],
+        row["val_macro_f1"],
+        row["val_recall_mask_incorrect_photos"],
+        f" focus {row['val_median_focus']:.3f} (empty {row['val_empty_cam_share']:.1%})" if guided else "",
+        "  *best" if improved else "",
+    )
+
+
+def save_last_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    history: list[dict],
+    best_score: tuple[float, float],
+    best_epoch: int,
+    epoch: int,
+    stopped: bool,
+    path: Path,
+) -> None:
+    """``last.pt``, atomically: what running the same command again needs to go on where this epoch ended."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "best_score": best_score,
+        "best_epoch": best_epoch,
+        "epoch": epoch,
+        "stopped_early": stopped,  # so that running the same command again does not train on
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def finish(model, meta, inputs, y, idx, loaded, on_features, out: Path, focus_masks: torch.Tensor | None = None) -> dict:
