@@ -74,7 +74,7 @@ def main() -> None:
     if config["cache_views"] > 0:
         regime = (
             f"the first {frozen} blocks frozen; the last {config['trainable_blocks']} blocks and {head} trained on cached "
-            f"trunk features of {config['cache_views']} augmented views per training face"
+            f"trunk features of {config['cache_views']} augmented view{'s' if config['cache_views'] != 1 else ''} per training face"
         )
     else:
         regime = f"every block fine-tuned ({head}) with fresh augmentation every epoch"
@@ -94,7 +94,7 @@ def main() -> None:
     how = (
         f"`{args.command}`{args.time_note}; best epoch {report['best_epoch']}.{minutes}\n"
         f"{start}.\nThen {regime} (random resized crop, flip, rotation, colour jitter,\n"
-        f"low-resolution round trip); Adam (lr {config['lr']}, cosine schedule), cross-entropy with sqrt-inverse class weights\n"
+        f"low-resolution round trip); Adam (lr {config['lr']}, cosine schedule), cross-entropy with {config['class_weighting'].replace('_', '-')} class weights\n"
         f"and label smoothing {config['label_smoothing']}.{guidance} {report['parameters'] / 1e6:.2f} M parameters."
     )
     print(f"""# Model card: maskwatch MobileNetV2 mask classifier
@@ -153,6 +153,14 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
                 f"| {r['images']} ({path.stem}) | {r['face_ap']:.4f} | {r['face_recall']:.4f} | {r['map_3class']:.4f} | {r['map_compliance']:.4f} | {aps} |"
             )
         print("\nThe 75 test-split photos are the honest figure: the classifier trained on faces of the other photos.\n")
+    if report.get("test_focus") and not (args.focus and args.focus.exists()):
+        print("## Where it looks (Grad-CAM focus on the lower face, test split, fp32; the run's `report.json`)\n")
+        print("Median share of the predicted class's Grad-CAM mass inside the nose-mouth-chin region.\n")
+        print("| source | class | n | median focus | mean focus |\n|---|---|---|---|---|")
+        for source, per_class in report["test_focus"].items():
+            for label, row in per_class.items():
+                print(f"| {source} | {label} | {row['n']} | {row['median_focus']:.3f} | {row['mean_focus']:.3f} |")
+        print()
     if args.focus and args.focus.exists():
         focus = json.loads(args.focus.read_text())
         print("## Where it looks (Grad-CAM focus on the lower face, test split)\n")
@@ -185,7 +193,7 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
 - Known shortcut seen in Grad-CAM and errors: studio portraits on white backgrounds lean towards `with_mask` (the chandrika
   source has many such stock photos of masked people).
 - Grad-CAM of the last block is a 5x5 grid at 160 px, so a map can only say "lower middle of the crop", not "left
-  mouth corner". The focus score was trained for (focus guidance), so it is also backed by the occlusion check above.
+  mouth corner". The focus score was trained for (focus guidance), so read it with the occlusion check of `maskwatch explain --report`.
   The lowest-scoring faces (gallery from `maskwatch explain --report`) are dataset "crops" that are really whole photos
   with several faces, where the scored region is one small face and the map covers another person or a mask drawing.
 - `recipes/exclusions.txt` lists files whose labels are clearly wrong, with the reason: one chandrika test image (a
