@@ -98,10 +98,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--video-frames", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--crowded", action="store_true", help="the photos with the most faces, not a spread")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mw-profile-"))
     helpers = _whole_process()
-    photos = sorted(helpers.crowd_folder(work, args.images).iterdir())
+    photos = sorted(helpers.crowd_folder(work, args.images, crowded=args.crowded).iterdir())
     clip = helpers.video_clip(work, args.video_frames)
     for label, size, items in (
         ("folder of scene photos", 320, photos),
