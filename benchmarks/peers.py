@@ -7,6 +7,9 @@ Setup of the peer environment (once):
     python -m venv .venv-peers && .venv-peers/bin/pip install "opencv-python-headless<5" "numpy<2.3" onnxruntime
 Run:
     python benchmarks/peers.py --peer-python .venv-peers/bin/python --peer-classifier runs/mnv2_224.safetensors
+
+The AIZOO face-mask SSD (../shared/peers/aizoo, same .venv-peers) is timed whole-process, start-up included, by
+``benchmarks/whole_process.py``: it is one model that detects and classifies, so there is no frame loop to share.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(
+from maskwatch.cli_lazy import LazyTyper
+
+app = LazyTyper(
     help="Face-mask compliance: detect, evaluate, train, export and explain.",
     no_args_is_help=True,
     add_completion=False,
@@ -371,12 +373,23 @@ def _default_fetch_names() -> list[str]:
     return ["centerface"] + (["mobilenet_v2"] if importlib.util.find_spec("torch") else [])
 
 
-from maskwatch.cli_train import register as _register_train  # noqa: E402  (training-side commands)
+def _register_train() -> None:
+    """Training-side commands."""
+    from maskwatch.cli_train import register
 
-_register_train(app, _fail, _classifier_for)
-from maskwatch.cli_serve import register as _register_serve  # noqa: E402  (serve, events: the [serve] extra)
+    register(app, _fail, _classifier_for)
 
-_register_serve(app, _fail)
+
+def _register_serve() -> None:
+    """serve, events: the [serve] extra."""
+    from maskwatch.cli_serve import register
+
+    register(app, _fail)
+
+
+# Registered only when the command line may use them: `maskwatch detect` starts without building their options.
+app.defer(_register_train)
+app.defer(_register_serve)
 
 if __name__ == "__main__":
     sys.exit(app())

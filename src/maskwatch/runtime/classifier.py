@@ -74,6 +74,16 @@ def read_meta(path: str | Path) -> dict:
     raise ModelFileError(f"{path}: not a maskwatch classifier (no '{METADATA_KEY}' metadata in the ONNX file)")
 
 
+def _session_meta(session, path: str) -> dict:
+    """The maskwatch metadata as ONNX Runtime already read it (no ``onnx`` import, no second parse of the file at
+    start-up); :func:`read_meta` when it is missing or bad, for its clear error."""
+    value = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    try:
+        return json.loads(value) if value is not None else read_meta(path)
+    except json.JSONDecodeError:
+        return read_meta(path)
+
+
 class OnnxMaskClassifier:
     """Classify RGB face crops; one ONNX Runtime session for the object's lifetime."""
 
@@ -87,7 +97,7 @@ class OnnxMaskClassifier:
             if isinstance(error, ValueError) and "device" in str(error):
                 raise
             raise ModelFileError(f"{self.path}: not a loadable ONNX model ({str(error)[:200]})") from None
-        self.info = ClassifierInfo.from_meta(read_meta(self.path), self.path)
+        self.info = ClassifierInfo.from_meta(_session_meta(self.session, self.path), self.path)
         self.input_name = self.session.get_inputs()[0].name
         self._mean = np.array(self.info.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.array(self.info.std, np.float32) * 255.0)

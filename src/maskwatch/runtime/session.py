@@ -31,9 +31,24 @@ def resolve_providers(device: str = "cpu") -> list[str]:
     return [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
 
 
-def create_session(model: str | bytes, *, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
-    """One session per model, built once and reused for every frame."""
+def create_session(
+    model: str | bytes,
+    *,
+    device: str = "cpu",
+    threads: int = 0,
+    optimize: bool = True,
+    save_optimized_to: str | None = None,
+) -> ort.InferenceSession:
+    """One session per model, built once and reused for every frame.
+
+    ``optimize=False`` is for a graph that ONNX Runtime already optimised and saved (``save_optimized_to``, see
+    :mod:`maskwatch.runtime.graph_cache`): it would only repeat that work.
+    """
     options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if save_optimized_to is not None:
+        options.optimized_model_filepath = save_optimized_to
     options.log_severity_level = 3
     # The pipeline runs two sessions back to back (detector, classifier); threads that spin after a run would steal
     # the cores the other session needs on a small CPU.
@@ -42,3 +57,8 @@ def create_session(model: str | bytes, *, device: str = "cpu", threads: int = 0)
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     return ort.InferenceSession(model, sess_options=options, providers=resolve_providers(device))
+
+
+def session_fingerprint(*, threads: int = 0) -> dict:
+    """What a saved optimised CPU graph depends on besides the model: ONNX Runtime's version and our options."""
+    return {"onnxruntime": ort.__version__, "level": "all", "spinning": 0, "threads": threads, "provider": "cpu"}

@@ -22,10 +22,11 @@ import cv2
 
 from maskwatch.draw import annotate
 from maskwatch.fileio import OutputError, ensure_parent, write_image
+from maskwatch.prefetch import prefetch
 from maskwatch.results import FrameResult
 from maskwatch.runtime.pipeline import MaskDetector
 from maskwatch.runtime.tracking import Tracker
-from maskwatch.sources import Frame, iter_frames
+from maskwatch.sources import Frame, describe_source, iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
 
     fps_clock, fps = time.perf_counter(), None
     try:
-        for result in process_frames(remember(iter_frames(source, stride=stride)), detector, options):
+        for result in process_frames(remember(_read_ahead(source, stride)), detector, options):
             frame = frames.pop((result.source, result.frame))
             keep_going = True
             if frame.image is not None and (options.save_dir or options.show):
@@ -205,6 +206,13 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
             _close_windows()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _read_ahead(source: str, stride: int) -> Iterator[Frame]:
+    """Files and videos are decoded a frame or two ahead on a thread (overlapping inference); live sources already
+    have their newest-frame reader, and buffering there would only add latency."""
+    frames = iter_frames(source, stride=stride)
+    return frames if describe_source(source) in ("webcam", "stream") else prefetch(frames, depth=2)
 
 
 def _save(picture, frame: Frame, result: FrameResult, options: OutputOptions, videos, used_names: set[str]) -> None:
