@@ -47,9 +47,9 @@ class LoopingReader(CameraReader):
 
 
 def make_clip(folder: Path) -> Path:
-    from skimage import data
+    from maskwatch.runtime.pipeline import default_sample_image
 
-    face = Person(data.astronaut()[0:300, 100:350], "without_mask", "astronaut")
+    face = Person(default_sample_image()[1][0:300, 100:350], "without_mask", "astronaut")
     cast = [Appearance(face, 40, 0, 100), Appearance(face, 380, 150, 75)]
     return write_clip(render(cast, 250), folder / "camera.mp4", fps=25)
 

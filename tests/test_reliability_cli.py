@@ -202,10 +202,10 @@ def test_explain_searches_large_photos_at_a_bounded_size(tmp_path: Path, monkeyp
 
 # --- weak test rewritten: blur changes the face pixels and only those ---------------------------------------------------
 def test_blur_changes_face_pixels_and_nothing_else(tiny_model, tmp_path: Path):
-    from skimage import data
+    from maskwatch.runtime.pipeline import default_sample_image
 
     image = tmp_path / "scene.png"
-    Image.fromarray(data.astronaut()).save(image)  # a real face CenterFace finds
+    Image.fromarray(default_sample_image()[1]).save(image)  # the shipped public-domain portrait: a face CenterFace finds
     common = ["detect", str(image), "--model", str(tiny_model[1]), "--detector-size", "512"]
     invoke([*common, "--save", str(tmp_path / "plain"), "--json", str(tmp_path / "p.jsonl")], 0)
     invoke([*common, "--save", str(tmp_path / "blur"), "--blur-faces"], 0)
