@@ -227,3 +227,15 @@ def test_patience_counts_from_the_best_macro_f1_not_from_the_kept_epoch():
 
     history = [{"epoch": e, "val_macro_f1": f} for e, f in [(1, 0.90), (2, 0.93), (3, 0.92), (4, 0.95), (5, 0.94)]]
     assert last_macro_f1_gain(history) == 4  # the kept epoch may be 1 (floor), yet the run is still improving
+
+
+def test_still_image_box_shape_reshapes_and_clips_detections():
+    from maskwatch.runtime.boxes import CENTERFACE_TO_VOC
+    from maskwatch.runtime.detectors import Detections
+    from maskwatch.runtime.pipeline import reshaped
+
+    found = Detections(np.array([[10, 10, 60, 70], [0, 80, 40, 100]], np.float32), np.array([0.9, 0.5], np.float32))
+    out = reshaped(found, (100, 120))
+    assert np.allclose(out.boxes[0], CENTERFACE_TO_VOC.apply(found.boxes[:1])[0])
+    assert out.boxes[:, [1, 3]].max() <= 100 and out.boxes.min() >= 0  # clipped to the 120 x 100 image
+    assert np.array_equal(out.scores, found.scores)

@@ -89,6 +89,12 @@ def detect(
     blur_faces: bool = typer.Option(False, "--blur-faces", help="Privacy: pixelate faces in saved output."),
     device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda or an ONNX Runtime provider name."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
+    box_shape: bool | None = typer.Option(
+        None,
+        "--box-shape/--no-box-shape",
+        help="Reshape detected boxes to the annotated face extent (fitted on the scenes train split; default: on for "
+        "images, folders and globs, off for video).",
+    ),
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
     from maskwatch.fileio import OutputError
@@ -130,6 +136,7 @@ def detect(
         uncertain_below=uncertain_below,
         device=device,
         threads=threads,
+        box_shape=box_shape if box_shape is not None else kind not in ("video", "webcam", "stream"),
     )
     try:
         pipeline = MaskPipeline(config)
@@ -283,6 +290,11 @@ def evaluate_scenes(
     model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped model)."),
     detector_size: int = typer.Option(960, "--detector-size", help="Detector input, longer side (0 = native)."),
     min_face_score: float = typer.Option(0.2, "--min-face-score"),
+    box_shape: bool | None = typer.Option(
+        None,
+        "--box-shape/--no-box-shape",
+        help="Reshape detected boxes to the annotated face extent (fitted on the scenes train split; default: on).",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
     splits: Path | None = typer.Option(
         None, "--splits", help="A split manifest (splits.csv[.gz]): score only the photos whose faces are in --split."
@@ -318,7 +330,10 @@ def evaluate_scenes(
         from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
         try:
-            pipeline = MaskPipeline(PipelineConfig(model=model, detector_size=detector_size, min_face_score=min_face_score))
+            config = PipelineConfig(
+                model=model, detector_size=detector_size, min_face_score=min_face_score, box_shape=box_shape is not False
+            )
+            pipeline = MaskPipeline(config)
         except (ValueError, RuntimeError) as error:
             _fail(str(error))
         found = predict_scenes(truth, pipeline)
