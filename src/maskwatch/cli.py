@@ -92,8 +92,8 @@ def detect(
     box_shape: bool | None = typer.Option(
         None,
         "--box-shape/--no-box-shape",
-        help="Reshape detected boxes to the annotated face extent (fitted on the scenes train split; default: on for "
-        "images, folders and globs, off for video).",
+        help="Reshape detected boxes to the face extent of the Kaggle scenes' annotations (fitted on their train split): "
+        "+0.04 face AP on those photos, -0.05 on scenes-ilc's, so off by default.",
     ),
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
@@ -136,7 +136,7 @@ def detect(
         uncertain_below=uncertain_below,
         device=device,
         threads=threads,
-        box_shape=box_shape if box_shape is not None else kind not in ("video", "webcam", "stream"),
+        box_shape=bool(box_shape),
     )
     try:
         pipeline = MaskPipeline(config)
@@ -293,7 +293,8 @@ def evaluate_scenes(
     box_shape: bool | None = typer.Option(
         None,
         "--box-shape/--no-box-shape",
-        help="Reshape detected boxes to the annotated face extent (fitted on the scenes train split; default: on).",
+        help="Reshape detected boxes to the face extent of the Kaggle scenes' annotations (fitted on their train split): "
+        "+0.04 face AP on those photos, -0.05 on scenes-ilc's, so off by default.",
     ),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
     splits: Path | None = typer.Option(
@@ -331,7 +332,7 @@ def evaluate_scenes(
 
         try:
             config = PipelineConfig(
-                model=model, detector_size=detector_size, min_face_score=min_face_score, box_shape=box_shape is not False
+                model=model, detector_size=detector_size, min_face_score=min_face_score, box_shape=bool(box_shape)
             )
             pipeline = MaskPipeline(config)
         except (ValueError, RuntimeError) as error:

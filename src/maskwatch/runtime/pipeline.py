@@ -32,7 +32,8 @@ class PipelineConfig:
     uncertain_below: float = 0.5  # faces whose top probability is lower are flagged uncertain
     device: str = "cpu"
     threads: int = 0
-    # Still images: reshape CenterFace's boxes to the annotated face extent (runtime.boxes.CENTERFACE_TO_VOC); no cost.
+    # Reshape CenterFace's boxes to the Kaggle scenes' annotated face extent (runtime.boxes.CENTERFACE_TO_VOC): helps
+    # on those photos, hurts on scenes-ilc's (another annotation convention), so opt-in.
     box_shape: bool = False
 
 
