@@ -17,13 +17,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maskwatch.imaging import MAX_PIXELS
-from maskwatch.serve.api.auth import Authenticator, AuthMiddleware
+from maskwatch.serve.api.auth import Authenticator, AuthMiddleware, is_public
 from maskwatch.serve.api.detect import Admission, DetectPool, Pipeline, detect
 from maskwatch.serve.api.events import events
 from maskwatch.serve.api.health import health
 from maskwatch.serve.api.hub import EventHub
 from maskwatch.serve.api.live import LiveJpegs, LiveSource, cameras
 from maskwatch.serve.api.metrics import ServeMetrics
+from maskwatch.serve.api.models import Problem
 from maskwatch.serve.api.pages import STATIC_DIR, pages
 from maskwatch.serve.api.stats import stats
 from maskwatch.serve.api.streams import StreamSlots
@@ -102,7 +103,34 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(AuthMiddleware, auth=state.auth)
     app.add_middleware(SecurityHeaders)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, saying what this app really sends on 422 (``{"detail": "one line"}``, see
+    :func:`_validation_error`) and that with a token every route but the probes and the login may answer 401."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for path, methods in document.get("paths", {}).items():
+        for operation in methods.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "Invalid request", "content": {"application/json": {"schema": problem}}}
+            if not is_public(path) and app.state.auth.enabled:
+                responses.setdefault(
+                    "401", {"description": "Not logged in", "content": {"application/json": {"schema": problem}}}
+                )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = Problem.model_json_schema()
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document
 
 
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

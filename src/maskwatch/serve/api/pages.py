@@ -75,7 +75,7 @@ async def _given_token(request: Request) -> tuple[str, bool]:
     "/api/login",
     tags=["auth"],
     response_model=LoginOut,
-    responses={401: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}, 429: {"model": Problem}},
+    responses={code: {"model": Problem} for code in (400, 401, 415, 422, 429)},
     openapi_extra={
         "requestBody": {
             "required": True,
