@@ -72,7 +72,7 @@ def test_no_server_error_on_requests_that_break_the_document(api_schema):
         def check(case) -> None:
             response = case.call()
             assert response.status_code < 500, (
-                operation.label,
+                case.operation.label,
                 case.as_curl_command(),
                 response.status_code,
                 response.text[:300],
