@@ -164,6 +164,8 @@ def seed_events(store_url: str, n: int) -> None:
                     "end_time": t + 5, "last_seen": t + 5, "box": [10.0, 20.0, 90.0, 120.0], "snapshot": None,
                 })  # fmt: skip
             conn.execute(sa.insert(events), rows)
+    with store.engine.begin() as conn:  # fresh statistics, as autovacuum (PostgreSQL) would soon have after a bulk load
+        conn.execute(sa.text("ANALYZE maskwatch_events" if store_url.startswith("postgres") else "ANALYZE"))
     store.close()
 
 

@@ -133,6 +133,14 @@ class Authenticator:
         forwarded = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
         return self.trust_proxy and forwarded == "https"
 
+    def client(self, scope: Scope, headers: Headers) -> str:
+        """Who is calling, for the failed-login count: the peer, or (only with ``trust_proxy``) X-Forwarded-For's first."""
+        forwarded = headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if self.trust_proxy and forwarded:
+            return forwarded
+        peer = scope.get("client")
+        return peer[0] if peer else "?"
+
     def decide(self, scope: Scope) -> tuple[int, str] | None:
         """None: let the request through; else (status, reason) to refuse it with."""
         path, method = scope["path"], scope["method"]

@@ -95,7 +95,7 @@ async def login(request: Request) -> Response:
     auth = auth_of(request)
     if not auth.enabled:
         raise HTTPException(status_code=400, detail="this server has no token: there is nothing to log in to")
-    client = request.client.host if request.client else "?"
+    client = auth.client(request.scope, request.headers)
     if auth.failed.too_many(client):
         raise HTTPException(status_code=429, detail="too many failed logins; wait a minute", headers={"Retry-After": "60"})
     token, from_form = await _given_token(request)
