@@ -22,6 +22,7 @@ from maskwatch.serve.api import ServiceHooks  # noqa: E402
 from maskwatch.serve.events import CountDelta, EventMessage  # noqa: E402
 from maskwatch.serve.store import Store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # ~20-40 s on 2 cores
 EXAMPLES = 30
 BOUNDED = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 
