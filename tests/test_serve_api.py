@@ -303,3 +303,22 @@ def test_failed_logins_are_limited_and_the_token_is_never_logged(guarded: TestCl
     assert limited.status_code == 429 and limited.headers["retry-after"] == "60"
     guarded.get("/api/events", headers={"authorization": f"Bearer {TOKEN}"})
     assert TOKEN not in caplog.text and "failed login" in caplog.text
+
+
+def test_docs_page_works_without_the_csp_and_the_api_keeps_it(client: TestClient):
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers  # its script is inline, from a CDN
+    assert docs.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self'" in client.get("/api/events").headers["content-security-policy"]
+
+
+def test_failed_logins_are_counted_per_forwarded_client_only_behind_a_trusted_proxy(store: Store):
+    proxied = TestClient(build_app(store, token=TOKEN, trust_proxy=True))
+    for _ in range(10):
+        proxied.post("/api/login", json={"token": "nope-nope"}, headers={"x-forwarded-for": "10.0.0.7"})
+    assert proxied.post("/api/login", json={"token": TOKEN}, headers={"x-forwarded-for": "10.0.0.7"}).status_code == 429
+    assert proxied.post("/api/login", json={"token": TOKEN}, headers={"x-forwarded-for": "10.0.0.8"}).status_code == 200
+    direct = TestClient(build_app(store, token=TOKEN))  # untrusted: a client cannot dodge the count with the header
+    for n in range(10):
+        direct.post("/api/login", json={"token": "nope-nope"}, headers={"x-forwarded-for": f"10.0.1.{n}"})
+    assert direct.post("/api/login", json={"token": TOKEN}, headers={"x-forwarded-for": "10.0.2.1"}).status_code == 429
