@@ -133,6 +133,25 @@ def test_the_body_is_cut_off_while_it_streams_on_a_real_server(store: Store):
         server.stop()
 
 
+def test_a_stalled_upload_gets_408_and_frees_its_place(store: Store):
+    """A body that stops arriving (slow client or slowloris) is cut off after http.upload_timeout_s, on a real server."""
+    from maskwatch.serve.http import HttpServer
+
+    port = free_port()
+    app = build_app(store, upload_timeout_s=1)
+    server = HttpServer(app, "127.0.0.1", port).start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            head = "POST /api/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
+            sock.sendall(head.encode() + b"--b\r\n")  # ... and nothing more
+            status, body = read_response(sock)
+        assert status.startswith("HTTP/1.1 408") and json.loads(body)["detail"] == "the upload did not arrive within 1 s"
+        receiving, detecting = app.state.detect_admission
+        assert receiving.busy == 0 and detecting.busy == 0
+    finally:
+        server.stop()
+
+
 def test_calls_past_the_cap_get_429_with_retry_after(store: Store):
     gate, entered = threading.Event(), threading.Event()
     hooks = ServiceHooks(pipeline=lambda: FakePipeline(gate, entered))

@@ -123,6 +123,7 @@ class HttpConfig(_Strict):
     session_hours: float = Field(12.0, gt=0, le=24 * 90)  # login cookie lifetime
     max_upload_bytes: int = Field(10_000_000, ge=1024, le=1_000_000_000)  # POST /api/detect request body
     max_concurrent_detect: int = Field(2, ge=1, le=64)  # more at once: 429
+    upload_timeout_s: float = Field(30.0, gt=0, le=3600)  # an upload body slower than this: 408
     max_streams: int = Field(32, ge=1, le=10_000)  # open MJPEG + SSE streams at once; more: 503
     stream_fps: float = Field(5.0, gt=0, le=30)  # MJPEG frames per second per client, at most
     jpeg_quality: int = Field(80, ge=10, le=100)  # live view (latest.jpg, MJPEG)

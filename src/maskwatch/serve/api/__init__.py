@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maskwatch.imaging import MAX_PIXELS
 from maskwatch.serve.api.auth import Authenticator, AuthMiddleware, is_public
-from maskwatch.serve.api.detect import Admission, DetectPool, Pipeline, detect
+from maskwatch.serve.api.detect import DetectPool, Pipeline, admissions, detect
 from maskwatch.serve.api.events import events
 from maskwatch.serve.api.health import health
 from maskwatch.serve.api.hub import EventHub
@@ -94,7 +94,7 @@ def create_app(
         hooks.sse_keepalive_s,
         hooks.max_pixels,
     )
-    state.detect_admission = Admission(http.max_concurrent_detect)
+    state.detect_admission = admissions(http.max_concurrent_detect)
     state.detect = DetectPool(hooks.pipeline or default_pipeline(), http.max_concurrent_detect, metrics.observe_detect)
     token = http.token.get_secret_value() if http.token is not None else None
     state.auth = Authenticator(token, session_hours=http.session_hours, trust_proxy=http.trust_proxy)

@@ -1,8 +1,9 @@
 """``POST /api/detect``: one uploaded image in, one ``maskwatch detect --json`` line out, within limits.
 
-The limits hold before any work: a cap on calls at once (429), the body counted as it streams in and cut at
-``http.max_upload_bytes`` (413; a Content-Length over it is refused before reading), the type sniffed from the first
-bytes (415), and the decode refused past the CLI's pixel limit or on a broken file (422). Decoding and inference run
+The limits hold before any work: the body counted as it streams in and cut at ``http.max_upload_bytes`` (413; a
+Content-Length over it is refused before reading) and given ``http.upload_timeout_s`` to arrive (408), the type sniffed
+from the first bytes (415), the decode refused past the CLI's pixel limit or on a broken file (422), and caps on
+uploads arriving and on images being detected at once (429). Decoding and inference run
 in the thread pool, on pipelines of their own (never the service's worker's).
 """
 
@@ -12,9 +13,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -88,23 +91,30 @@ class DetectPool:
 class Admission:
     """Calls in flight, refused past the cap (429) instead of queued: a queue would only add latency and memory."""
 
-    def __init__(self, limit: int):
-        self.limit, self.busy = limit, 0
+    def __init__(self, limit: int, refusal: str):
+        self.limit, self.busy, self.refusal = limit, 0, refusal
         self._lock = threading.Lock()
 
-    def enter(self) -> None:
+    @contextmanager
+    def slot(self) -> Iterator[None]:
         with self._lock:
             if self.busy >= self.limit:
-                raise HTTPException(
-                    status_code=429,
-                    detail=f"too many detect calls at once ({self.limit}, http.max_concurrent_detect); retry shortly",
-                    headers={"Retry-After": "1"},
-                )
+                raise HTTPException(status_code=429, detail=self.refusal, headers={"Retry-After": "1"})
             self.busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.busy -= 1
 
-    def leave(self) -> None:
-        with self._lock:
-            self.busy -= 1
+
+def admissions(max_concurrent_detect: int) -> tuple[Admission, Admission]:
+    """(bodies being received, images being decoded and detected). Receiving is capped apart, and wider, so that slow
+    uploads cannot hold the inference slots, while the memory that bodies take stays bounded."""
+    n = max_concurrent_detect
+    receiving = Admission(4 * n, f"too many uploads arriving at once ({4 * n}); retry shortly")
+    detecting = Admission(n, f"too many detect calls at once ({n}, http.max_concurrent_detect); retry shortly")
+    return receiving, detecting
 
 
 async def capped(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -158,21 +168,25 @@ UPLOAD_BODY = {
     "/api/detect",
     response_model=DetectOut,
     response_model_exclude_none=True,
-    responses={code: {"model": Problem} for code in (413, 415, 422, 429, 503)},
+    responses={code: {"model": Problem} for code in (408, 413, 415, 422, 429, 503)},
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def detect_upload(request: Request) -> dict:
     """Faces and mask labels in one uploaded image, exactly as ``maskwatch detect --json`` writes them."""
     state = request.app.state
-    state.detect_admission.enter()
-    try:
-        name, data = await read_upload(request, state.http.max_upload_bytes)
-        kind = sniff(data[:16])
-        if kind is None:
-            raise HTTPException(status_code=415, detail=f"{name}: not a JPEG, PNG, BMP, WebP or TIFF image (by its first bytes)")
+    receiving, detecting = state.detect_admission
+    with receiving.slot():
+        try:
+            with anyio.fail_after(state.http.upload_timeout_s):
+                name, data = await read_upload(request, state.http.max_upload_bytes)
+        except TimeoutError:
+            raise HTTPException(
+                status_code=408, detail=f"the upload did not arrive within {state.http.upload_timeout_s:g} s"
+            ) from None
+    if sniff(data[:16]) is None:
+        raise HTTPException(status_code=415, detail=f"{name}: not a JPEG, PNG, BMP, WebP or TIFF image (by its first bytes)")
+    with detecting.slot():
         return await run_in_threadpool(_decode_and_detect, state.detect, data, name, state.max_pixels)
-    finally:
-        state.detect_admission.leave()
 
 
 def _decode_and_detect(run: Callable[[np.ndarray, str], dict], data: bytes, name: str, max_pixels: int) -> dict:
