@@ -216,8 +216,9 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             page.keyboard.press("Escape")
             expect(dialog).to_be_hidden()
 
-            # the chart is drawn from the hourly counts
-            expect(page.locator("#chart-box svg.chart-svg")).to_have_count(1)
+            # the chart is drawn from the hourly counts, redrawn after live events: a point per camera
+            for name in ("hall", "door"):
+                expect(page.locator(f"#chart-box g.series[data-camera={name}] circle").first).to_be_attached()
 
             # an image upload: the faces drawn on a canvas and listed; a non-image is refused with the reason
             page.set_input_files("#upload-file", str(SAMPLE))

@@ -133,5 +133,14 @@ export function startChart() {
     timer = setTimeout(refresh, REFRESH_MS);
   };
   range.addEventListener("change", refresh);
+  // people are counted as they are seen: redraw soon after live events, at most every few seconds
+  let soon = null;
+  document.addEventListener("maskwatch:event", () => {
+    if (soon) return;
+    soon = setTimeout(() => {
+      soon = null;
+      refresh();
+    }, 3000);
+  });
   refresh();
 }

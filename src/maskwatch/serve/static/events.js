@@ -23,7 +23,7 @@ function matches(event) {
   if (filters.label && event.label !== filters.label) return false;
   const start = Date.parse(event.start_time);
   if (filters.since && start < Date.parse(filters.since)) return false;
-  if (filters.until && start > Date.parse(filters.until)) return false;
+  if (filters.until && start >= Date.parse(filters.until)) return false; // until is exclusive, as on the server
   return true;
 }
 
@@ -139,7 +139,10 @@ function onMessage(message) {
   } catch {
     return;
   }
-  if (event && typeof event.id === "string") upsert(event);
+  if (event && typeof event.id === "string") {
+    upsert(event);
+    document.dispatchEvent(new CustomEvent("maskwatch:event", { detail: { type: message.type, event } }));
+  }
 }
 
 function connect() {

@@ -110,7 +110,7 @@ export function startUpload() {
       canvas.hidden = true;
       table.hidden = true;
       const reason = error instanceof ApiError ? REASONS[error.status] : null;
-      showError(`Could not check ${file.name}: ${[reason, error.message].filter(Boolean).join(" ")}`);
+      showError(`Could not check ${file.name}: ${reason ? `${reason} (${error.message})` : error.message}`);
     } finally {
       submit.disabled = false;
     }
