@@ -20,6 +20,7 @@ function cameraPath(name, file) {
 function startRefreshing(entry) {
   if (entry.timer) return;
   entry.mode = "latest";
+  if (entry.img.src.includes("/stream")) entry.img.removeAttribute("src"); // close the stream's connection
   entry.card.dataset.view = "latest";
   const tick = () => {
     // a new Image first, swapped in when loaded: no flicker, and a failed frame keeps the last good one
@@ -33,17 +34,14 @@ function startRefreshing(entry) {
   entry.timer = setInterval(tick, REFRESH_MS);
 }
 
-function startStream(entry) {
+function startStream(entry, fresh = false) {
   entry.mode = "stream";
   entry.card.dataset.view = "stream";
-  entry.img.addEventListener(
-    "error",
-    () => {
-      if (entry.mode === "stream") startRefreshing(entry);
-    },
-    { once: true },
-  );
-  entry.img.src = cameraPath(entry.name, "stream");
+  const img = entry.img;
+  img.onerror = () => {
+    if (entry.mode === "stream" && img.src.includes("/stream")) startRefreshing(entry);
+  };
+  img.src = cameraPath(entry.name, "stream") + (fresh ? `?t=${Date.now()}` : "");
 }
 
 function createCard(name, index) {
@@ -74,16 +72,19 @@ function createCard(name, index) {
       el("div", { class: "wide" }, el("dt", {}, "Last frame"), fields.last),
     ),
   );
-  const entry = { name, card, img, fields, timer: null, mode: null };
-  if (index < MAX_STREAMS) startStream(entry);
-  else startRefreshing(entry);
-  return entry;
+  const entry = { name, card, img, fields, timer: null, mode: null, wantStream: index < MAX_STREAMS };
+  return entry; // the view starts with the first status: see update()
 }
 
 function update(entry, camera) {
   const { fields, card } = entry;
-  if (entry.mode === "stream" && camera.status === "online" && card.dataset.status && card.dataset.status !== "online") {
-    entry.img.src = `${cameraPath(entry.name, "stream")}?t=${Date.now()}`; // the camera is back: a fresh stream
+  if (entry.wantStream && camera.status === "online" && card.dataset.status !== "online") {
+    // online (again): a fresh stream, also after a stream that failed while the camera was starting or offline
+    clearInterval(entry.timer);
+    entry.timer = null;
+    startStream(entry, card.dataset.status !== undefined);
+  } else if ((camera.status !== "online" || !entry.wantStream) && !entry.timer) {
+    startRefreshing(entry); // not streamed, or starting/offline: its last picture, if any, and no stream held open
   }
   card.dataset.status = camera.status;
   fields.status.textContent = camera.status;
