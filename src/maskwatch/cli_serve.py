@@ -34,15 +34,29 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
             ..., "--config", help="YAML config: cameras, events, store, snapshots, mqtt, webhooks, http."
         ),
         check: bool = typer.Option(False, "--check", help="Only validate the config and exit."),
+        token: str | None = typer.Option(
+            None,
+            "--token",
+            envvar="MASKWATCH_TOKEN",
+            show_envvar=True,
+            show_default=False,
+            help="HTTP API token (overrides http.token): callers send Authorization: Bearer TOKEN, or log in at /login.",
+        ),
+        insecure: bool = typer.Option(
+            False, "--insecure", help="Allow http.host other than loopback without a token (anyone on the network gets in)."
+        ),
     ) -> None:
         """Watch cameras, raise one event per non-compliant person, store and deliver them (until SIGINT/SIGTERM)."""
         _need_serve_extra(fail)
-        from maskwatch.serve.config import ConfigError, load_config
+        from maskwatch.serve.config import ConfigError, exposure_problem, load_config, with_token
 
         try:
-            settings = load_config(config)
+            settings = with_token(load_config(config), token)
         except ConfigError as error:
             fail(str(error))
+        problem = exposure_problem(settings.http, insecure=insecure)
+        if problem:
+            fail(problem)
         if check:
             cameras = ", ".join(c.name for c in settings.resolved_cameras())
             typer.echo(f"{config}: ok ({len(settings.cameras)} camera(s): {cameras}; store {settings.store})")
@@ -52,7 +66,7 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
         from maskwatch.serve.store import StoreError
 
         try:
-            service = Service(settings).start()
+            service = Service(settings, insecure=insecure).start()
         except (StoreError, ModelFileError, RuntimeError) as error:
             fail(str(error))
         service.run()

@@ -7,13 +7,14 @@ OpenCV instead (faster, same pixels; see :mod:`maskwatch.fastjpeg`), and everyth
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskwatch.fastjpeg import load_plain_jpeg
+from maskwatch.fastjpeg import decode_plain_jpeg, load_plain_jpeg
 
 #: Images above this many pixels are refused (a 10000x10000 image is 100 MP).
 MAX_PIXELS = 50_000_000
@@ -56,15 +57,35 @@ def load_rgb(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         fast = load_plain_jpeg(str(path), max_pixels=max_pixels)
         if fast is not None:
             return fast
+        return _decode_with_pil(path, str(path), max_pixels)
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImageLoadError(f"{path}: unreadable image ({error})") from None
+
+
+def decode_rgb(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """:func:`load_rgb` for bytes already in memory (an upload); ``name`` is what error messages call it."""
+    if not data:
+        raise ImageLoadError(f"{name}: empty file")
+    fast = decode_plain_jpeg(data, max_pixels=max_pixels) if data[:3] == b"\xff\xd8\xff" else None
+    if fast is not None:
+        return fast
+    return _decode_with_pil(io.BytesIO(data), name, max_pixels)
+
+
+def _decode_with_pil(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
+    """PIL's decode with the pixel limit checked from the header, before any pixel is decoded."""
+    try:
         with warnings.catch_warnings():
             # We enforce our own, lower pixel limit below; PIL's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
         with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageLoadError(
-                    f"{path}: {width}x{height} is over the {max_pixels:,}-pixel limit (decompression-bomb guard)"
+                    f"{name}: {width}x{height} is over the {max_pixels:,}-pixel limit (decompression-bomb guard)"
                 )
             image.load()
             image = ImageOps.exif_transpose(image) or image
@@ -72,8 +93,8 @@ def load_rgb(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except ImageLoadError:
         raise
     except FileNotFoundError:
-        raise ImageLoadError(f"{path}: no such file") from None
+        raise ImageLoadError(f"{name}: no such file") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image file PIL can read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"{path}: unreadable image ({error})") from None
+        raise ImageLoadError(f"{name}: not an image file PIL can read") from None
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
+        raise ImageLoadError(f"{name}: unreadable image ({error})") from None

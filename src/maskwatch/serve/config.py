@@ -6,12 +6,13 @@ Camera options have global defaults (``defaults:``) that each camera may overrid
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from maskwatch.labels import LABELS, canonical_label
 
@@ -113,8 +114,46 @@ class RetentionConfig(_Strict):
 
 
 class HttpConfig(_Strict):
+    """The HTTP API and dashboard. Without ``token`` it listens on loopback only (see :func:`exposure_problem`)."""
+
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=0, le=65535)  # 0: no HTTP server
+    token: SecretStr | None = None  # Bearer token / login secret; also `serve --token` or MASKWATCH_TOKEN
+    trust_proxy: bool = False  # honour X-Forwarded-Proto (a TLS reverse proxy in front)
+    session_hours: float = Field(12.0, gt=0, le=24 * 90)  # login cookie lifetime
+    max_upload_bytes: int = Field(10_000_000, ge=1024, le=1_000_000_000)  # POST /api/detect request body
+    max_concurrent_detect: int = Field(2, ge=1, le=64)  # more at once: 429
+    max_streams: int = Field(32, ge=1, le=10_000)  # open MJPEG + SSE streams at once; more: 503
+    stream_fps: float = Field(5.0, gt=0, le=30)  # MJPEG frames per second per client, at most
+    jpeg_quality: int = Field(80, ge=10, le=100)  # live view (latest.jpg, MJPEG)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 8:
+            raise ValueError(
+                "must be at least 8 characters (make one: python -c 'import secrets; print(secrets.token_urlsafe())')"
+            )
+        return value
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(http: HttpConfig, *, insecure: bool) -> str | None:
+    """One line when the API would be reachable from other machines without a token (refused unless ``--insecure``)."""
+    if http.port == 0 or http.token is not None or insecure or is_loopback(http.host):
+        return None
+    return (
+        f"http.host {http.host!r} without a token would let anyone on the network in: set http.token "
+        "(or --token / MASKWATCH_TOKEN), bind 127.0.0.1, or pass --insecure"
+    )
 
 
 class ServeConfig(_Strict):
@@ -173,6 +212,10 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(current.model_fields) if current is not None else []
 
 
+#: Keys whose values an error message must not repeat.
+SECRET_KEYS = frozenset({"token", "password"})
+
+
 def format_error(path: str, error: ValidationError) -> str:
     """The first problem as one line: file, dotted key, what is wrong."""
     problems = error.errors()
@@ -185,7 +228,8 @@ def format_error(path: str, error: ValidationError) -> str:
         return f"{path}: {key}: unknown key{hint}"
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    secret = str(loc[-1]) in SECRET_KEYS if loc else False  # never echo a token or password
+    shown = "" if secret or isinstance(got, dict | list) or got is None else f" (got {got!r})"
     more = len(problems) - 1
     return f"{path}: {key}: {message}{shown}" + (f"; and {more} more problem(s)" if more else "")
 
@@ -214,6 +258,17 @@ def load_config(path: str | Path) -> ServeConfig:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where} ({getattr(error, 'problem', None) or error})") from None
     return parse_config(data, str(path))
+
+
+def with_token(config: ServeConfig, token: str | None) -> ServeConfig:
+    """``config`` with ``http.token`` replaced by ``--token`` / ``MASKWATCH_TOKEN`` when given (checked the same way)."""
+    if token is None:
+        return config
+    try:
+        http = HttpConfig.model_validate({**config.http.model_dump(), "token": token})
+    except ValidationError as error:
+        raise ConfigError(f"--token: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    return config.model_copy(update={"http": http})
 
 
 __all__ = ["LABELS", "ConfigError", "ResolvedCamera", "ServeConfig", "load_config", "parse_config"]

@@ -214,6 +214,10 @@ class EventEngine:
         self.tracks.clear()
         return [replace(m, event=snapshot_event(m.event)) for m in self._expire(float("inf"))]
 
+    def event_tracks(self) -> frozenset[int]:
+        """Track ids whose person has an open event (the live view leaves their faces unpixelated under "others")."""
+        return frozenset(k for k, s in self.tracks.items() if s.event is not None)
+
     def open_events(self) -> list[Event]:
         return [s.event for s in self.tracks.values() if s.event is not None] + list(self.ending)
 

@@ -13,12 +13,12 @@ import time
 
 from maskwatch.runtime.tracking import Tracker
 from maskwatch.serve.cameras import CameraReader
-from maskwatch.serve.config import ServeConfig
+from maskwatch.serve.config import ServeConfig, exposure_problem
 from maskwatch.serve.delivery import Deliverers, MqttDelivery, WebhookDelivery
 from maskwatch.serve.events import EventEngine, iso
-from maskwatch.serve.http import HttpServer, create_app
+from maskwatch.serve.http import HttpServer, ServiceHooks, create_app
 from maskwatch.serve.store import Store
-from maskwatch.serve.worker import BatchInference, CameraWork, Infer, run_worker
+from maskwatch.serve.worker import BatchInference, CameraWork, Infer, LiveFrame, run_worker
 from maskwatch.serve.writer import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 class Service:
     """One node of ``maskwatch serve``."""
 
-    def __init__(self, config: ServeConfig, *, infer: Infer | None = None):
-        self.config, self.node = config, config.node
+    def __init__(self, config: ServeConfig, *, infer: Infer | None = None, insecure: bool = False):
+        self.config, self.node, self.insecure = config, config.node, insecure
         self.stop_event = threading.Event()
         self.store = Store(config.store)
         self.infer = infer
@@ -42,6 +42,9 @@ class Service:
         self.started = time.time()
 
     def start(self) -> Service:
+        problem = exposure_problem(self.config.http, insecure=self.insecure)
+        if problem:
+            raise RuntimeError(problem)
         self.store.open()  # raises StoreError (one line) when unreachable
         ended = self.store.end_dangling(self.node)
         if ended:
@@ -52,10 +55,15 @@ class Service:
             self.deliver.mqtt = MqttDelivery(self.config.mqtt, client_id=f"maskwatch-{self.node}").start()
         if self.config.webhooks:
             self.deliver.webhooks = WebhookDelivery(self.config.webhooks).start()
+        from maskwatch.serve.api.hub import EventHub
+        from maskwatch.serve.api.metrics import ServeMetrics
+
+        self.hub, self.metrics = EventHub(), ServeMetrics(self.stats)
         self.writer = StoreWriter(
-            self.store, node=self.node, snapshots=self.config.snapshots, deliver=self.deliver, retention=self.config.retention
-        ).start()
-        infer = self.infer or BatchInference(model=self.config.model, detector=self.config.detector)
+            self.store, node=self.node, snapshots=self.config.snapshots, deliver=self.deliver, retention=self.config.retention,
+            on_stored=self.hub.publish,
+        ).start()  # fmt: skip
+        infer = self.metrics.timed(self.infer or BatchInference(model=self.config.model, detector=self.config.detector))
         labels = getattr(getattr(infer, "classifier", None), "labels", None) or ("with_mask", "without_mask", "mask_incorrect")
         for camera in self.config.resolved_cameras():
             reader = CameraReader(camera, on_status=self.deliver.camera_status)
@@ -64,8 +72,7 @@ class Service:
                 CameraWork(camera, reader, Tracker(tuple(labels)), EventEngine(camera.name, self.config.events, self.node))
             )
         if self.config.http.port:
-            app = create_app(self.store, self.cameras_state, node=self.node)
-            self.http = HttpServer(app, self.config.http.host, self.config.http.port).start()
+            self.http = HttpServer(self._app(), self.config.http.host, self.config.http.port).start()
         for reader in self.readers:
             reader.start()
         self._worker = threading.Thread(
@@ -74,6 +81,21 @@ class Service:
         self._worker.start()
         log.info("serving %d camera(s) as node %s; store %s", len(self.readers), self.node, self.config.store)
         return self
+
+    def _app(self):
+        from maskwatch.serve.api import default_pipeline
+
+        hooks = ServiceHooks(
+            live=self, hub=self.hub, metrics=self.metrics, worker_alive=lambda: self._worker is not None and self._worker.is_alive(),
+            pipeline=default_pipeline(self.config.model, self.config.detector),
+        )  # fmt: skip
+        return create_app(
+            self.store, self.cameras_state, node=self.node, http=self.config.http, blur=self.config.snapshots.blur, hooks=hooks
+        )
+
+    def live_frame(self, camera: str) -> LiveFrame | None:
+        """The newest processed frame of ``camera`` with its faces (the dashboard's live view)."""
+        return next((w.view for w in self.works if w.camera.name == camera), None)
 
     def cameras_state(self) -> list[dict]:
         """The live camera list of ``GET /api/cameras``."""
@@ -106,6 +128,7 @@ class Service:
                     "skipped_frames": max(0, r.state.frames_read - w.frames),
                     "latency_ms": round(w.latency_ms, 1),
                     "status": r.state.status,
+                    "faces": dict(w.faces_by_label),
                 }
                 for w, r in zip(self.works, self.readers)
             },
@@ -113,6 +136,7 @@ class Service:
                 "store": self.writer.dropped + self.writer.inbox.dropped if self.writer else 0,
                 "delivery": self.deliver.dropped(),
             },
+            "events": dict(self.writer.events_by_type) if self.writer else {},
         }
 
     def run(self) -> None:

@@ -8,13 +8,14 @@ A schema version table lets later releases migrate.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from maskwatch.serve.events import CountDelta, Event, iso
+from maskwatch.serve.events import CountDelta, Event, hour_of, iso
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,11 @@ def parse_since(text: str | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+def ceil_hour(t: float) -> str:
+    """The first hour that starts at or after ``t`` (UTC hours are whole multiples of 3600 s since the epoch)."""
+    return hour_of(math.ceil(t / 3600) * 3600)
 
 
 def _normalise_url(url: str) -> str:
@@ -193,9 +199,11 @@ class Store:
         camera: str | None = None,
         label: str | None = None,
         since: float | None = None,
+        until: float | None = None,
         limit: int | None = 100,
         newest_first: bool = True,
     ) -> list[dict]:
+        """``since`` inclusive, ``until`` exclusive (epoch seconds of the start time)."""
         query = sa.select(events)
         if camera:
             query = query.where(events.c.camera == camera)
@@ -203,6 +211,8 @@ class Store:
             query = query.where(events.c.label == label)
         if since is not None:
             query = query.where(events.c.start_time >= since)
+        if until is not None:
+            query = query.where(events.c.start_time < until)
         order = events.c.start_time.desc() if newest_first else events.c.start_time.asc()
         query = query.order_by(order, events.c.id)
         if limit is not None:
@@ -237,6 +247,26 @@ class Store:
             query = query.where(hourly.c.camera == camera)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def counts_by_hour(self, *, camera: str | None = None, since: float | None = None, until: float | None = None) -> list[dict]:
+        """Hourly counts summed over nodes: ``{camera, hour, people_seen, compliant, non_compliant}``, oldest first.
+
+        ``since`` takes the hour that holds it; ``until`` is exclusive (hours that start before it).
+        """
+        totals = [sa.func.sum(getattr(hourly.c, k)).label(k) for k in ("people_seen", "compliant", "non_compliant")]
+        query = sa.select(hourly.c.camera, hourly.c.hour, *totals).group_by(hourly.c.camera, hourly.c.hour)
+        if camera:
+            query = query.where(hourly.c.camera == camera)
+        if since is not None:
+            query = query.where(hourly.c.hour >= hour_of(since))  # the fixed-width text sorts as time
+        if until is not None:
+            query = query.where(hourly.c.hour < ceil_hour(until))
+        query = query.order_by(hourly.c.hour, hourly.c.camera)
+        with self.engine.connect() as conn:
+            return [
+                {k: (int(v) if k not in ("camera", "hour") else v) for k, v in row._mapping.items()}
+                for row in conn.execute(query)
+            ]
 
     def ping(self) -> bool:
         try:

@@ -53,6 +53,19 @@ class CameraWork:
     fps: float = 0.0  # processed frames per second (moving average)
     faces: list[Face] = field(default_factory=list)  # latest tracked faces (carried on skipped frames)
     latency_ms: float = 0.0  # capture -> processed, last frame
+    faces_by_label: dict[str, int] = field(default_factory=dict)  # classified faces so far (for /metrics)
+    view: LiveFrame | None = None  # the last processed frame and its faces (the live view reads it)
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One processed frame as the live view shows it; replaced whole by the worker, so readers need no lock."""
+
+    seq: int
+    time: float
+    image: np.ndarray  # RGB uint8 (the reader's array; nobody writes into it)
+    faces: tuple[Face, ...]
+    event_tracks: frozenset[int]  # track ids that belong to an open event (their faces are not pixelated by "others")
 
 
 def _due(work: CameraWork, now: float) -> CapturedFrame | None:
@@ -78,6 +91,8 @@ def step(works: Sequence[CameraWork], infer: Infer, sink: Sink, now: float | Non
         if id(work) not in results:
             continue  # detect_every > 1: this frame carries the tracks as they are
         work.detections += 1
+        for face in results[id(work)]:
+            work.faces_by_label[face.label] = work.faces_by_label.get(face.label, 0) + 1
         work.faces = work.tracker.update(results[id(work)])
         alive = {t.track_id for t in work.tracker.tracks}
         for gone in [k for k in work.tracker.last_compliant if k not in alive]:
@@ -86,6 +101,7 @@ def step(works: Sequence[CameraWork], infer: Infer, sink: Sink, now: float | Non
         if messages or deltas:
             sink(messages, deltas)
         work.latency_ms = (time.time() - frame.time) * 1e3
+        work.view = LiveFrame(frame.seq, frame.time, frame.image, tuple(work.faces), work.engine.event_tracks())
     return len(taken)
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,8 +43,12 @@ class StoreWriter:
         queue_size: int = 10000,
         buffer_size: int = 10000,
         max_backoff_s: float = 10.0,
+        on_stored: Callable[[str, dict], None] | None = None,
     ):
         self.store, self.node, self.snapshots, self.deliver, self.retention = store, node, snapshots, deliver, retention
+        self.on_stored = on_stored  # (type, event JSON) once the row is committed (the dashboard's live list)
+        self.events_by_type: dict[str, int] = {}  # new / update / end messages written (for /metrics)
+        self._stored: deque[tuple[str, dict]] = deque(maxlen=buffer_size)  # told to on_stored after the next commit
         self.inbox = Outbox("store", queue_size)
         self.pending: deque[tuple[str, object]] = deque()
         self.buffer_size, self.max_backoff_s = buffer_size, max_backoff_s
@@ -80,8 +85,12 @@ class StoreWriter:
         event = replace(event, snapshot=self._snapshots.get(event.id))
         if message.type == "end":
             self._snapshots.pop(event.id, None)
-        if message.type != "seen" and self.deliver is not None:
-            self.deliver.event(message.type, event.to_json())
+        if message.type != "seen":
+            self.events_by_type[message.type] = self.events_by_type.get(message.type, 0) + 1
+            if self.deliver is not None:
+                self.deliver.event(message.type, event.to_json())
+            if self.on_stored is not None:
+                self._stored.append((message.type, event.to_json()))
         return ("touch" if message.type == "seen" else "event"), event
 
     def _buffer(self, op: tuple[str, object]) -> None:
@@ -107,6 +116,8 @@ class StoreWriter:
         for _ in ops:
             self.pending.popleft()
         self.written += len(ops)
+        while self._stored and self.on_stored is not None:
+            self.on_stored(*self._stored.popleft())
         return True
 
     def _drain(self, wait_s: float) -> None:

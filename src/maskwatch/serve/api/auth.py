@@ -1,0 +1,199 @@
+"""Who may use the API: a Bearer token, or the session cookie that ``POST /api/login`` sets; CSRF by double submit.
+
+Auth is one pure ASGI middleware in front of everything (routes, ``/static``, ``/docs``, ``/openapi.json``, unknown
+paths) with a short allow-list, so a route added later cannot forget it. Sessions are random ids
+(``secrets.token_urlsafe``) kept in memory with an expiry rather than an HMAC of the token: logout really ends a
+session, the token never travels in a cookie, and rotating the token is not needed to sign someone out. The cost is
+that a restart signs everyone out, which a dashboard shrugs off.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "maskwatch_session"
+CSRF_COOKIE = "maskwatch_csrf"
+CSRF_HEADER = "x-csrf-token"
+#: Reachable without credentials: probes, the login page and what it loads, and the login call itself.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/api/login", "/favicon.ico"})
+PUBLIC_STATIC = frozenset({"login.html", "login.css", "login.js", "style.css", "favicon.ico", "favicon.svg"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_SESSIONS = 10_000
+#: Failed logins per client allowed per minute (a token is not guessable, but a typo loop should not hammer us).
+MAX_FAILED_LOGINS = 10
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str
+    expires: float
+
+
+class Sessions:
+    """Login sessions in memory: id -> (CSRF value, expiry). Bounded; the oldest go first when full."""
+
+    def __init__(self, lifetime_s: float):
+        self.lifetime_s = lifetime_s
+        self._items: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def create(self) -> tuple[str, Session]:
+        sid, session = secrets.token_urlsafe(32), Session(secrets.token_urlsafe(24), time.time() + self.lifetime_s)
+        with self._lock:
+            now = time.time()
+            for key in [k for k, s in self._items.items() if s.expires <= now]:
+                del self._items[key]
+            while len(self._items) >= MAX_SESSIONS:
+                del self._items[next(iter(self._items))]
+            self._items[sid] = session
+        return sid, session
+
+    def get(self, sid: str) -> Session | None:
+        with self._lock:
+            session = self._items.get(sid)
+            if session is not None and session.expires <= time.time():
+                del self._items[sid]
+                return None
+            return session
+
+    def end(self, sid: str) -> None:
+        with self._lock:
+            self._items.pop(sid, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class FailedLogins:
+    """Failed logins per client in the last minute."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, deque[float]] = {}
+
+    def too_many(self, client: str) -> bool:
+        recent = self.times.get(client)
+        now = time.monotonic()
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        return bool(recent) and len(recent) >= MAX_FAILED_LOGINS
+
+    def add(self, client: str) -> None:
+        if len(self.times) > 10_000:
+            self.times.clear()
+        self.times.setdefault(client, deque()).append(time.monotonic())
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time comparison (a token's prefix cannot be found by timing)."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def read_cookies(headers: Headers) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    for raw in headers.getlist("cookie"):
+        try:
+            jar.load(raw)
+        except Exception:  # noqa: BLE001 - a malformed Cookie header is treated as no cookie
+            continue
+    return {k: m.value for k, m in jar.items()}
+
+
+class Authenticator:
+    """The token and the sessions; ``None`` token: auth is off (loopback only, see config.exposure_problem)."""
+
+    def __init__(self, token: str | None, *, session_hours: float = 12.0, trust_proxy: bool = False):
+        self.token, self.trust_proxy = token, trust_proxy
+        self.sessions = Sessions(session_hours * 3600)
+        self.failed = FailedLogins()
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+    def check_token(self, given: str) -> bool:
+        return self.token is not None and same(given, self.token)
+
+    def is_https(self, scope: Scope, headers: Headers) -> bool:
+        """The browser's connection is TLS: ours, or (only with ``trust_proxy``) the proxy's ``X-Forwarded-Proto``."""
+        if scope.get("scheme") == "https":
+            return True
+        forwarded = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        return self.trust_proxy and forwarded == "https"
+
+    def decide(self, scope: Scope) -> tuple[int, str] | None:
+        """None: let the request through; else (status, reason) to refuse it with."""
+        path, method = scope["path"], scope["method"]
+        if not self.enabled or is_public(path):
+            return None
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
+        if authorization:
+            scheme, _, given = authorization.partition(" ")
+            if scheme.lower() == "bearer" and self.check_token(given.strip()):
+                return None  # a Bearer request is not a browser's ambient credential: no CSRF check
+            return 401, "wrong token (Authorization: Bearer TOKEN)"
+        cookies = read_cookies(headers)
+        session = self.sessions.get(cookies.get(SESSION_COOKIE, ""))
+        if session is None:
+            return 401, "not logged in: send Authorization: Bearer TOKEN, or log in at /login"
+        if method in UNSAFE_METHODS:
+            sent = headers.get(CSRF_HEADER, "")
+            if not sent or not same(sent, cookies.get(CSRF_COOKIE, "")) or not same(sent, session.csrf):
+                return 403, f"missing or wrong {CSRF_HEADER} header (it must equal the {CSRF_COOKIE} cookie)"
+        return None
+
+
+def is_public(path: str) -> bool:
+    if path in PUBLIC_PATHS:
+        return True
+    return path.startswith("/static/") and path.removeprefix("/static/") in PUBLIC_STATIC
+
+
+def wants_html(scope: Scope) -> bool:
+    """A browser navigating (GET of a page), which gets a redirect to /login instead of a JSON 401."""
+    if scope["method"] != "GET" or scope["path"] not in ("/", "/index.html"):
+        return False
+    return "text/html" in Headers(scope=scope).get("accept", "")
+
+
+class AuthMiddleware:
+    """Refuses what :meth:`Authenticator.decide` refuses, as JSON ``{"detail": ...}`` (or a redirect for a page)."""
+
+    def __init__(self, app: ASGIApp, auth: Authenticator):
+        self.app, self.auth = app, auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.auth.decide(scope)
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        status, reason = refused
+        if status == 401 and wants_html(scope):
+            await _send(send, 303, b"", [(b"location", b"/login")])
+            return
+        headers = [(b"content-type", b"application/json")]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="maskwatch"'))
+        await _send(send, status, json.dumps({"detail": reason}).encode(), headers)
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

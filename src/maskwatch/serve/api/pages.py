@@ -1,0 +1,129 @@
+"""The dashboard's files and the login: ``/``, ``/login``, ``/static/...``, ``POST /api/login``, ``POST /api/logout``."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from maskwatch.serve.api.auth import CSRF_COOKIE, SESSION_COOKIE, Authenticator, read_cookies
+from maskwatch.serve.api.models import LoginOut, Problem
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+pages = APIRouter(tags=["dashboard"])
+
+PLACEHOLDER = """<!doctype html><html lang="en"><meta charset="utf-8"><title>maskwatch</title>
+<h1>maskwatch serve</h1><p>The dashboard page is not installed here (<code>static/index.html</code> is missing).
+The API is running: see <a href="/docs">/docs</a> and <a href="/openapi.json">/openapi.json</a>.</p></html>"""
+
+
+def auth_of(request: Request) -> Authenticator:
+    return request.app.state.auth
+
+
+@pages.get("/", include_in_schema=False)
+def index(request: Request) -> Response:
+    page = request.app.state.static_dir / "index.html"
+    if not page.is_file():
+        return HTMLResponse(PLACEHOLDER, status_code=404)
+    return FileResponse(page, media_type="text/html", headers={"cache-control": "no-cache"})
+
+
+@pages.get("/login", include_in_schema=False)
+def login_page(request: Request) -> Response:
+    if not auth_of(request).enabled:
+        return RedirectResponse("/", status_code=303)
+    return _login_html(request, None, 200)
+
+
+def _login_html(request: Request, error: str | None, status: int) -> HTMLResponse:
+    text = (request.app.state.static_dir / "login.html").read_text()
+    if error:
+        text = text.replace("<!--error-->", f'<p class="error" role="alert">{html.escape(error)}</p>')
+    return HTMLResponse(text, status_code=status, headers={"cache-control": "no-store"})
+
+
+async def _given_token(request: Request) -> tuple[str, bool]:
+    """The ``token`` of a form or JSON body, and whether it came from a form (a browser without script)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            raise HTTPException(status_code=422, detail="body is not valid JSON") from None
+        token = body.get("token") if isinstance(body, dict) else None
+        from_form = False
+    elif kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+            token = form.get("token")
+        from_form = True
+    else:
+        raise HTTPException(status_code=415, detail='send the token as a form field or JSON {"token": ...}')
+    if not isinstance(token, str) or not token:
+        raise HTTPException(status_code=422, detail="token: missing")
+    return token, from_form
+
+
+@pages.post(
+    "/api/login",
+    tags=["auth"],
+    response_model=LoginOut,
+    responses={401: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}, 429: {"model": Problem}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}
+                },
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}
+                },
+            },
+        }
+    },
+)
+async def login(request: Request) -> Response:
+    """Trade the token for a session cookie (HttpOnly, SameSite=Strict; Secure over https) and a CSRF cookie."""
+    auth = auth_of(request)
+    if not auth.enabled:
+        raise HTTPException(status_code=400, detail="this server has no token: there is nothing to log in to")
+    client = request.client.host if request.client else "?"
+    if auth.failed.too_many(client):
+        raise HTTPException(status_code=429, detail="too many failed logins; wait a minute", headers={"Retry-After": "60"})
+    token, from_form = await _given_token(request)
+    if not auth.check_token(token):
+        auth.failed.add(client)
+        log.warning("http: failed login from %s", client)
+        if from_form:
+            return _login_html(request, "Wrong token.", 401)
+        raise HTTPException(status_code=401, detail="wrong token")
+    sid, session = auth.sessions.create()
+    response: Response = RedirectResponse("/", status_code=303) if from_form else JSONResponse({"ok": True, "csrf": session.csrf})
+    secure = auth.is_https(request.scope, request.headers)
+    max_age = int(auth.sessions.lifetime_s)
+    response.set_cookie(SESSION_COOKIE, sid, max_age=max_age, httponly=True, samesite="strict", secure=secure, path="/")
+    response.set_cookie(CSRF_COOKIE, session.csrf, max_age=max_age, httponly=False, samesite="strict", secure=secure, path="/")
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@pages.post("/api/logout", tags=["auth"], status_code=204, responses={401: {"model": Problem}, 403: {"model": Problem}})
+def logout(request: Request) -> Response:
+    """End this browser's session and clear both cookies (a Bearer caller has no session: nothing to end)."""
+    auth = auth_of(request)
+    sid = read_cookies(request.headers).get(SESSION_COOKIE)
+    if sid:
+        auth.sessions.end(sid)
+    response = Response(status_code=204)
+    secure = auth.is_https(request.scope, request.headers)
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(name, path="/", secure=secure, httponly=name == SESSION_COOKIE, samesite="strict")
+    return response
