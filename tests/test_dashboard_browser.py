@@ -141,6 +141,7 @@ def service(tmp_path: Path) -> Iterator[dict]:
 
 def test_dashboard_in_chromium(service: dict, tmp_path: Path):
     expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)  # expect() has its own default (5 s), apart from the page's
     shots = artifacts(tmp_path)
     list_requests: list[str] = []
     errors: list[str] = []
@@ -164,7 +165,7 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             # both cameras live: status online and a decoded picture in the live view
             for name in ("hall", "door"):
                 card = page.locator(f"li.camera[data-camera={name}]")
-                expect(card).to_have_attribute("data-status", "online", timeout=TIMEOUT_MS)
+                expect(card).to_have_attribute("data-status", "online")
                 page.wait_for_function(
                     "name => document.querySelector(`li.camera[data-camera=${name}] img.live`)?.naturalWidth > 0",
                     arg=name,
@@ -178,19 +179,19 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             # a person without a mask steps in: the event arrives over SSE, without the list being reloaded
             service["enter_hall"]()
             hall_event = page.locator("#event-list li.event[data-camera=hall]")
-            expect(hall_event).to_have_count(1, timeout=TIMEOUT_MS)
+            expect(hall_event).to_have_count(1)
             expect(hall_event).to_have_attribute("data-label", "without_mask")
             assert len(list_requests) == loads_before, "the event came from a reload of the list, not from the live stream"
             expect(hall_event.locator("img.thumb")).to_be_visible()
             service["enter_door"]()
-            expect(page.locator("#event-list li.event[data-camera=door]")).to_have_count(1, timeout=TIMEOUT_MS)
+            expect(page.locator("#event-list li.event[data-camera=door]")).to_have_count(1)
             expect(events).to_have_count(2)
             page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.naturalWidth > 0)")
             page.screenshot(path=str(shots / "live.png"), full_page=True)
 
             # the person leaves the hall: the end event marks the row ended
             service["hall"].show(scene((person(masked=True), 10)))
-            expect(hall_event.locator(".event-state")).to_contain_text("ended", timeout=TIMEOUT_MS)
+            expect(hall_event.locator(".event-state")).to_contain_text("ended")
 
             # filters: by camera, then by a label no event has, then cleared
             page.select_option("#f-camera", "door")
@@ -243,4 +244,5 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             print(f"screenshots in {shots}; service log tail:\n{service['log'].read_text()[-3000:]}")
             raise
         finally:
+            expect.set_options(timeout=5_000)
             browser.close()

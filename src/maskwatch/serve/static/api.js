@@ -32,8 +32,7 @@ let redirecting = false;
 export function toLogin() {
   if (redirecting) return;
   redirecting = true;
-  const here = location.pathname + location.search;
-  location.assign(`login?next=${encodeURIComponent(here)}`);
+  location.assign("login");
 }
 
 /** The error text of a JSON error body: FastAPI's {"detail": "..."} or its list of validation errors. */
