@@ -211,6 +211,7 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             dialog = page.locator("dialog#detail")
             expect(dialog).to_be_visible()
             page.wait_for_function("() => document.getElementById('detail-img').naturalWidth > 0")
+            expect(page.locator("#detail-box")).to_be_visible()  # the event's box drawn over the snapshot
             expect(page.locator("#detail-fields")).to_contain_text("hall")
             expect(page.locator("#detail-fields")).to_contain_text("without_mask")
             page.screenshot(path=str(shots / "detail.png"))

@@ -5,8 +5,8 @@ import { api, el, query } from "./api.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const REFRESH_MS = 60000;
-const W = 720;
-const H = 260;
+const W = 600;
+const H = 240;
 const PAD = { left: 44, right: 16, top: 12, bottom: 34 };
 // distinguishable for common colour-vision deficiencies (Okabe-Ito)
 const COLOURS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000", "#f0e442"];
@@ -43,7 +43,7 @@ export function drawChart(box, rows, { since, until }) {
     byCamera.get(row.camera).push({ ...row, t });
   }
   const t0 = since;
-  const t1 = Math.max(until, t0 + 3600e3);
+  const t1 = Math.max(Math.ceil(until / 3600e3) * 3600e3, t0 + 3600e3); // to the end of the current hour
   const x = (t) => PAD.left + ((t - t0) / (t1 - t0)) * (W - PAD.left - PAD.right);
   const y = (v) => PAD.top + (1 - v) * (H - PAD.top - PAD.bottom);
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "chart-title", class: "chart-svg" });

@@ -169,6 +169,17 @@ function connect() {
   });
 }
 
+/** The event's box over its snapshot (the snapshot is the camera frame, so the box is in its pixels). */
+function outline(img, box) {
+  const overlay = document.getElementById("detail-box");
+  if (!Array.isArray(box) || box.length !== 4 || !img.naturalWidth) return;
+  const [x1, y1, x2, y2] = box.map(Number);
+  overlay.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+  const rect = overlay.querySelector("rect");
+  for (const [key, value] of Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1 })) rect.setAttribute(key, String(value));
+  overlay.removeAttribute("hidden");
+}
+
 async function openDetail(id) {
   const dialog = document.getElementById("detail");
   const img = document.getElementById("detail-img");
@@ -179,6 +190,7 @@ async function openDetail(id) {
   fields.replaceChildren();
   img.hidden = true;
   img.removeAttribute("src");
+  document.getElementById("detail-box").setAttribute("hidden", ""); // an SVG element has no .hidden property
   error.hidden = true;
   dialog.dataset.id = id;
   if (!dialog.open) dialog.showModal();
@@ -199,6 +211,7 @@ async function openDetail(id) {
       error.textContent = "The snapshot is not available (retention, disk, or another node has it).";
       error.hidden = false;
     };
+    img.onload = () => outline(img, event.box);
     img.src = snapshotUrl(event);
     img.hidden = false;
   }
