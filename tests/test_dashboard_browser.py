@@ -234,7 +234,15 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             page.set_input_files("#upload-file", str(not_image))
             expect(page.locator("#upload-error")).to_contain_text("not an image")
 
+            # a session that ends under the page (401 on its next call) sends the browser to the login page
+            page.context.clear_cookies()
+            expect(page).to_have_url(service["url"] + "/login")
+            page.fill("input[name=token]", TOKEN)
+            page.press("input[name=token]", "Enter")
+            expect(page).to_have_url(service["url"] + "/")
+
             # logging out ends the session: the page is gone until the next login
+            expect(page.locator("#logout")).to_be_visible()
             page.click("#logout")
             expect(page).to_have_url(service["url"] + "/login")
             page.goto(service["url"] + "/")
