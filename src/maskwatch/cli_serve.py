@@ -22,7 +22,8 @@ def _need_serve_extra(fail: Callable[[str], None]) -> None:
     """One line naming the install command when a dependency of the extra is missing."""
     import importlib.util
 
-    missing = [m for m in ("fastapi", "uvicorn", "sqlalchemy", "paho", "pydantic", "yaml") if importlib.util.find_spec(m) is None]
+    modules = ("fastapi", "uvicorn", "sqlalchemy", "paho", "pydantic", "yaml", "prometheus_client", "python_multipart")
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         fail(f"maskwatch serve needs the serve extra (missing: {', '.join(missing)}); install it with: {INSTALL_HINT}")
 
