@@ -150,6 +150,12 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda error: errors.append(str(error)))
+        console: list[str] = []  # console errors: failed loads (favicon too), CSP refusals
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        refused: list[str] = []
+        page.on(
+            "response", lambda r: refused.append(f"{r.status} {r.url.removeprefix(service['url'])}") if r.status >= 400 else None
+        )
         page.on("request", lambda r: list_requests.append(r.url) if "/api/events?" in r.url else None)
         try:
             # not logged in: the page sends the browser to the login page; a wrong token is refused
@@ -229,6 +235,9 @@ def test_dashboard_in_chromium(service: dict, tmp_path: Path):
             expect(page.locator("#upload-faces tbody tr")).to_have_count(1)
             expect(page.locator("#upload-faces tbody")).to_contain_text("no mask")
             page.screenshot(path=str(shots / "upload.png"), full_page=True)
+            # up to here nothing failed but the wrong token on the login page
+            assert refused == ["401 /api/login"], refused
+            assert len(console) == 1 and "401" in console[0], console
             not_image = tmp_path / "notes.jpg"
             not_image.write_text("this is text, not a picture\n")
             page.set_input_files("#upload-file", str(not_image))
