@@ -9,6 +9,7 @@ Screenshots go to ``$MASKWATCH_TEST_ARTIFACTS`` (or the test's temporary folder)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -74,10 +75,12 @@ def artifacts(tmp_path: Path) -> Path:
     return folder
 
 
-def healthy(port: int) -> bool:
+def cameras_online(port: int) -> bool:
+    """Both cameras are online (asked with the token, as an integrator would)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras", headers={"Authorization": f"Bearer {TOKEN}"})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-            return response.status == 200
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return {c["name"] for c in json.loads(response.read()) if c["status"] == "online"} == {"hall", "door"}
     except OSError:
         return False
 
@@ -118,7 +121,7 @@ def service(tmp_path: Path) -> Iterator[dict]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        assert wait_for(lambda: healthy(port) or process.poll() is not None, 60, 0.25), log.read_text()[-3000:]
+        assert wait_for(lambda: cameras_online(port) or process.poll() is not None, 60, 0.25), log.read_text()[-3000:]
         assert process.poll() is None, log.read_text()[-3000:]
         yield {
             "url": f"http://127.0.0.1:{port}",
