@@ -301,31 +301,35 @@ def train(config: TrainConfig) -> dict:
 
 def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
     """The recipe as a sequence of named steps; each one is importable and testable alone."""
-    out = start_run(config, world)
     started = time.perf_counter()
+    run = prepare_run(config, world, device)
+    progress = resume(run, device)
+    fit(run, progress)
+    digests = ddp.digests_of_all_ranks(run.model)
+    if not world.main:
+        return {"rank": world.rank, "world_size": world.size, "weights_digest_per_rank": digests}
+    return report_run(run, progress.best_epoch, time.perf_counter() - started, digests, device)
+
+
+def prepare_run(config: TrainConfig, world: ddp.World, device: torch.device) -> Run:
+    """Everything the epochs need: run folder, data and splits, model, focus masks, cached inputs, optimiser, metadata."""
+    out = start_run(config, world)
     data = prepare_splits(config)
     model = prepare_model(config, device)
     amp = ddp.speedups(model, device, config.mixed_precision)
     focus = prepare_focus_masks(config, data.loaded)
-    inputs = prepare_inputs(model, data, config, world, focus)
-    run = Run(
+    return Run(
         config=config,
         world=world,
         out=out,
         data=data,
         model=model,
-        inputs=inputs,
+        inputs=prepare_inputs(model, data, config, world, focus),
         focus=focus,
         optimisation=make_optimisation(model, config, data.y[data.idx["train"]], world, device),
         meta=run_meta(config, len(model.top)),
         amp=amp,
     )
-    progress = resume(run, device)
-    fit(run, progress)
-    digests = ddp.digests_of_all_ranks(model)
-    if not world.main:
-        return {"rank": world.rank, "world_size": world.size, "weights_digest_per_rank": digests}
-    return report_run(run, progress.best_epoch, time.perf_counter() - started, digests, device)
 
 
 def start_run(config: TrainConfig, world: ddp.World) -> Path:
