@@ -1,9 +1,10 @@
 """Turn a training run into the shipped default model files (package data) and score them.
 
     python recipes/ship_default.py runs/real_incorrect
+    python recipes/ship_default.py runs/shipped --splits recipes/default_splits.csv.gz  # RUN/best.safetensors only
 
 Writes src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors (fp32, for fine-tuning and Grad-CAM) and
-maskwatch_mobilenet_v2_int8.onnx (runtime default; static QDQ int8 with u8 weights, calibrated on half of the run's val
+maskwatch_mobilenet_v2_int8.onnx (runtime default; static QDQ int8 with 7-bit s8 weights, calibrated on half of the run's val
 split), refuses an int8 model that loses more than 0.5 accuracy points on the other half of val, records that parity and
 the CPU it was measured on in the file, and scores fp32 and int8 on the committed test split per source
 (runs/.../onnx_test.json; the int8 figures also go to assets/test_metrics.json, which tests/test_shared_data.py checks).
@@ -34,10 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--max-drop", type=float, default=0.5)
-    parser.add_argument("--weights", default="u8", help="int8 weight type (see maskwatch.export.quantize.WEIGHT_TYPES)")
+    parser.add_argument("--splits", type=Path, help="manifest whose val rows calibrate and gate (default: RUN/splits.csv)")
+    parser.add_argument("--weights", default="s8-reduced", help="int8 weight type (see maskwatch.export.quantize.WEIGHT_TYPES)")
     args = parser.parse_args()
     net, meta = load_checkpoint(args.run / "best.safetensors")
-    splits = args.run / "splits.csv"
+    splits = args.splits or args.run / "splits.csv"
     work = Path(tempfile.mkdtemp())
     fp32 = export_onnx(net, meta, work / "fp32.onnx")
     crops, labels = load_labelled_crops(

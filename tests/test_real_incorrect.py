@@ -112,16 +112,38 @@ def int8_tiny(tiny_model, tmp_path_factory) -> Path:
     return quantize_int8(tiny_model[1], tmp_path_factory.mktemp("q") / "tiny_int8.onnx", crops, method="minmax")
 
 
-def test_int8_export_records_u8_weights_and_reference_outputs(int8_tiny: Path):
+def test_int8_export_records_its_weight_type_and_reference_outputs(int8_tiny: Path):
     from maskwatch.export.quantize import read_meta
     from maskwatch.runtime.classifier import OnnxMaskClassifier
 
     meta = read_meta(int8_tiny)
-    assert meta["calibration"]["weights"] == "u8"
+    assert meta["calibration"]["weights"] == "s8-reduced"
     assert len(meta["reference"]["logits"]) == meta["reference"]["count"] == 8
     assert "isa" in meta["reference"]["recorded_on"]
     check = check_outputs(OnnxMaskClassifier(int8_tiny))
     assert check is not None and check.ok and check.max_logit_diff < 1e-3
+
+
+def int8_weight_extremes(path: Path) -> tuple[int, int]:
+    """Smallest and largest value over every int8 initializer (the quantised weights) of an ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    values = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert values, f"{path} has no int8 weights"
+    return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
+
+
+@pytest.mark.parametrize("model", ["shipped", "fresh"])
+def test_int8_weights_fit_7_bits_so_avx2_pair_sums_cannot_saturate(model: str, int8_tiny: Path):
+    """AVX2 without VNNI sums pairs of u8 activation x s8 weight products in int16: with |w| <= 64 a pair is at most
+    2 x 255 x 64 = 32640 < 32767, so such a CPU computes what this one does."""
+    from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
+
+    path = asset_path(DEFAULT_CLASSIFIER) if model == "shipped" else int8_tiny
+    low, high = int8_weight_extremes(path)
+    assert -64 <= low and high <= 64, f"{path}: int8 weights span [{low}, {high}]"
+    assert 2 * 255 * max(-low, high) <= 32767
 
 
 def _with_reference_shifted(path: Path, out: Path, shift: float) -> Path:

@@ -88,9 +88,10 @@ def export(
     ),
     max_drop: float = typer.Option(0.5, "--max-drop", help="Refuse the int8 model if accuracy drops more (points)."),
     weights: str = typer.Option(
-        "u8",
+        "s8-reduced",
         "--weights",
-        help="int8 weight type: u8 (same results on every x86 CPU), s8 (saturates on AVX2 without VNNI) or s8-reduced.",
+        help="int8 weight type: s8-reduced (7-bit, same results on every x86 CPU), s8 (saturates on AVX2 without "
+        "VNNI) or u8 (also safe, but slow).",
     ),
     min_parity_faces: int = typer.Option(
         100, "--min-parity-faces", help="Refuse the int8 model unless the parity check has this many held-out faces."

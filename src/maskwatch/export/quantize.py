@@ -26,10 +26,12 @@ METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entr
 #: top 0.01 %. Histogram methods keep every activation in memory, so they see at most HISTOGRAM_IMAGES images.
 METHOD_OPTIONS = {"minmax": {"CalibMovingAverage": True}, "percentile": {"CalibPercentile": 99.99}, "entropy": {}}
 HISTOGRAM_IMAGES = 256
-#: Weight types. ``u8`` (the default since issue 9): asymmetric uint8 weights, whose u8*u8 products ONNX Runtime sums
-#: in 32 bits on every x86 path, so the file computes the same on CPUs with and without VNNI. ``s8``: int8 weights, a
-#: little faster with VNNI, but AVX2 without VNNI sums pairs of u8*s8 products in 16 bits and saturates (the shipped
-#: s8 file lost 0.6 points there); ``s8-reduced`` keeps s8 with 7-bit weights, which cannot saturate.
+#: Weight types. ``s8-reduced`` (the default since issue 15): int8 weights in 7 bits (|w| <= 64). On AVX2 without
+#: VNNI, ONNX Runtime sums pairs of u8*s8 products in 16 bits; with |w| <= 64 such a pair is at most 2*255*64 = 32640,
+#: so it cannot saturate, and the file computes alike on CPUs with and without VNNI, through the fast s8 kernels.
+#: ``s8``: full 8-bit weights, which saturate there (an earlier shipped file lost 0.6 points on such a CPU). ``u8``:
+#: uint8 weights also avoid the 16-bit sum, but ONNX Runtime has no fast kernel for them: 35x slower than
+#: ``s8-reduced`` on this CPU (``benchmarks/int8_weight_types.py``).
 WEIGHT_TYPES = {"u8": (QuantType.QUInt8, False), "s8": (QuantType.QInt8, False), "s8-reduced": (QuantType.QInt8, True)}
 #: ``auto`` quantises with each of these and keeps the one that agrees best with fp32 on the calibration split.
 AUTO_METHODS = ("minmax", "percentile")
@@ -84,7 +86,7 @@ def quantize_int8(
     *,
     method: str = "auto",
     per_channel: bool = True,
-    weights: str = "u8",
+    weights: str = "s8-reduced",
     calibration_source: str = "",
     batch_size: int = 32,
 ) -> Path:
