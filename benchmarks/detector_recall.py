@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from maskwatch.imaging import load_rgb
+from maskwatch.runtime.boxes import iou_matrix
 from maskwatch.runtime.detectors import make_detector
 from maskwatch.runtime.scene_eval import Detection, average_precision
 from maskwatch.runtime.scenes import load_ground_truth
-from maskwatch.runtime.tracking import iou_matrix
 
 SIZE_BINS = ((0, 16), (16, 32), (32, 64), (64, 10_000))
 

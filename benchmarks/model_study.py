@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.cli_train import load_labelled_crops
+from maskwatch.data.loading import load_labelled_crops
 from maskwatch.data.splits import read_manifest
 from maskwatch.export.onnx_export import export_onnx
 from maskwatch.export.quantize import quantize_int8
 from maskwatch.fileio import save_figure, write_json
 from maskwatch.labels import LABELS
-from maskwatch.metrics import classification_report
+from maskwatch.metrics import reports_by_source
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.training.checkpoint import load_checkpoint
 from maskwatch.training.models import count_parameters
@@ -71,9 +71,7 @@ def main() -> None:
             truth = np.array(test_labels)
             row[f"{kind}_mb"] = model_path.stat().st_size / 1e6
             row[f"{kind}_ms"] = ms_per_crop(classifier, test_crops[0])
-            for source in ["all", *sorted(set(sources))]:
-                keep = np.ones(len(truth), bool) if source == "all" else sources == source
-                report = classification_report(truth[keep], predicted[keep], LABELS)
+            for source, report in reports_by_source(truth, predicted, sources, LABELS).items():
                 row[f"{kind}_{source}_acc"] = report["accuracy"]
                 row[f"{kind}_{source}_f1"] = report["macro_f1"]
         rows.append(row)

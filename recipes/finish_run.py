@@ -13,15 +13,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from maskwatch.data.transforms import eval_transform
 from maskwatch.fileio import write_json
-from maskwatch.labels import LABELS
 from maskwatch.training.checkpoint import load_checkpoint
 from maskwatch.training.config import TrainConfig
 from maskwatch.training.models import count_parameters
-from maskwatch.training.train import _reuse_splits, finish, selection_score, to_batch
+from maskwatch.training.train import _reuse_splits, finish, selection_score, split_positions, to_batch
 
 
 def main() -> None:
@@ -38,9 +35,7 @@ def main() -> None:
         whole_image=meta.get("whole_image", "stretch"),
     )
     loaded, splits, _ = _reuse_splits(config)
-    y = np.array([LABELS.index(s.label) for s in loaded.samples])
-    split = np.array(splits)
-    idx = {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
+    y, idx = split_positions(loaded, splits)
     inputs = to_batch(loaded.crops, eval_transform())
     report = finish(model, meta, inputs, y, idx, loaded, False, args.run)
     history = json.loads((args.run / "history.json").read_text())

@@ -17,12 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from maskwatch.cli_train import load_labelled_crops
+from maskwatch.data.loading import load_labelled_crops
 from maskwatch.export.onnx_export import export_onnx
 from maskwatch.export.quantize import check_parity, quantize_int8, record_parity
 from maskwatch.fileio import write_json
 from maskwatch.runtime.classifier import OnnxMaskClassifier
-from maskwatch.runtime.evaluate import evaluate_source
+from maskwatch.runtime.evaluate import by_source, evaluate_source
 from maskwatch.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,10 +64,7 @@ def main() -> None:
     for kind, path in (("fp32", fp32), ("int8", int8)):
         result, _, problems = evaluate_source(MANIFEST, OnnxMaskClassifier(path), split="test")
         assert not problems, problems[:3]
-        scores[kind] = {
-            "all": {k: result[k] for k in KEPT},
-            **{s: {k: r[k] for k in KEPT} for s, r in result["per_source"].items()},
-        }
+        scores[kind] = {source: {k: r[k] for k in KEPT} for source, r in by_source(result).items()}
         for source, row in scores[kind].items():
             incorrect = row["per_class"]["mask_incorrect"]
             print(

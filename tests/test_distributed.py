@@ -79,7 +79,7 @@ def _run_ranks(config: Path, folders: list[Path], timeout: float = 240) -> list[
 def _val_figures_of(run: Path) -> dict:
     """Val figures of the run's best checkpoint, computed here in one process over the val rows of its splits.csv,
     the way training computes them (cached trunk features kept as float16)."""
-    from maskwatch.cli_train import load_labelled_crops
+    from maskwatch.data.loading import load_labelled_crops
     from maskwatch.data.splits import read_manifest
     from maskwatch.data.transforms import eval_transform
     from maskwatch.labels import LABELS

@@ -54,14 +54,16 @@ def test_shipped_model_reproduces_its_recorded_test_scores():
 
     from maskwatch.runtime.assets import asset_path
     from maskwatch.runtime.classifier import OnnxMaskClassifier
-    from maskwatch.runtime.evaluate import evaluate_source
+    from maskwatch.runtime.evaluate import by_source, evaluate_source
 
     recorded = json.loads(asset_path("test_metrics.json").read_text())["int8"]
     result, _, problems = evaluate_source(SPLITS, OnnxMaskClassifier(), split="test")
     assert not problems
     assert result["n"] == sum(1 for r in read_manifest(SPLITS) if r.split == "test")
+    reports = by_source(result)
+    assert set(reports) == set(recorded)
     for source, expected in recorded.items():
-        report = result if source == "all" else result["per_source"][source]
+        report = reports[source]
         assert report["n"] == expected["n"]
         assert report["accuracy"] == pytest.approx(expected["accuracy"], abs=0.0025), source
         assert report["macro_f1"] == pytest.approx(expected["macro_f1"], abs=0.005), source

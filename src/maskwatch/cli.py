@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from maskwatch.cli_common import EXIT_ALL_FAILED, EXIT_SOME_FAILED
+from maskwatch.cli_common import fail as _fail
+from maskwatch.cli_common import require_extra as _require_extra
 from maskwatch.cli_lazy import LazyTyper
 
 app = LazyTyper(
@@ -38,30 +42,12 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log o
     _setup_logging(verbose)
 
 
-#: Exit status: every input succeeded / some inputs failed (the run went on) / nothing succeeded or nothing could run.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_ALL_FAILED = 0, 1, 2
-
-
-def _fail(message: str) -> None:
-    """One error line, no traceback, and the 'nothing done' exit status."""
-    log.error(message)
-    raise typer.Exit(code=EXIT_ALL_FAILED)
-
-
 def _finish(problems: int, total: int) -> None:
     """Exit 1 when some of ``total`` inputs failed (each was already reported on its own line), else return."""
     if problems and problems < total:
         raise typer.Exit(code=EXIT_SOME_FAILED)
     if problems and problems >= total:
         raise typer.Exit(code=EXIT_ALL_FAILED)
-
-
-def _require_extra(extra: str) -> None:
-    from maskwatch.extras import missing_extra
-
-    problem = missing_extra(extra)
-    if problem:
-        _fail(problem)
 
 
 @app.command()
@@ -104,11 +90,7 @@ def detect(
     from maskwatch.sources import describe_source
 
     if show:
-        from maskwatch.display import gui_problem
-
-        problem = gui_problem()
-        if problem:
-            _fail(problem)
+        _require_gui()
     if source is None:
         source = str(asset_path(SAMPLE_IMAGE))
         save = save or Path("maskwatch-output")
@@ -118,20 +100,17 @@ def detect(
         _fail("SOURCE is empty: give an image, folder, glob, video, webcam index or rtsp/http URL")
     if detect_every < 1:
         _fail(f"--detect-every {detect_every}: must be 1 or more")
-    for flag, value, low, high in (
+    _check_ranges(
         ("--detector-size", detector_size, 0, 10_000),
         ("--min-face-score", min_face_score, 0.0, 1.0),
         ("--uncertain-below", uncertain_below, 0.0, 1.0),
         ("--threads", threads, 0, 1024),
-    ):
-        if value is not None and not low <= value <= high:  # also refuses NaN
-            _fail(f"{flag} {value}: must be between {low} and {high}")
+    )
     kind = describe_source(source)
-    size = detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960)
     config = PipelineConfig(
         model=model,
         detector=detector,
-        detector_size=size,
+        detector_size=detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960),
         min_face_score=min_face_score,
         uncertain_below=uncertain_below,
         device=device,
@@ -147,13 +126,34 @@ def detect(
         summary = run(source, pipeline, options)
     except (RuntimeError, OutputError) as error:
         _fail(str(error))
+    _log_detect_summary(summary, json_out, save)
+    if summary.exit_status:
+        raise typer.Exit(code=summary.exit_status)
+
+
+def _log_detect_summary(summary: Any, json_out: Path | None, save: Path | None) -> None:
+    """What ``detect`` did, and where its output went."""
     log.info("%d frames/images, %d faces, %d errors in %.1f s", summary.frames, summary.faces, summary.errors, summary.seconds)
     if json_out:
         log.info("JSON Lines: %s", json_out)
     if save:
         log.info("annotated output: %s/", save)
-    if summary.exit_status:
-        raise typer.Exit(code=summary.exit_status)
+
+
+def _require_gui() -> None:
+    """``--show`` needs OpenCV's GUI build: stop with what to install when the headless one owns ``cv2``."""
+    from maskwatch.display import gui_problem
+
+    problem = gui_problem()
+    if problem:
+        _fail(problem)
+
+
+def _check_ranges(*checks: tuple[str, float | None, float, float]) -> None:
+    """Stop on the first ``(flag, value, low, high)`` whose given value lies outside [low, high] (NaN included)."""
+    for flag, value, low, high in checks:
+        if value is not None and not low <= value <= high:  # also refuses NaN
+            _fail(f"{flag} {value}: must be between {low} and {high}")
 
 
 @app.command()
@@ -393,7 +393,7 @@ def _register_train() -> None:
     """Training-side commands."""
     from maskwatch.cli_train import register
 
-    register(app, _fail, _classifier_for)
+    register(app)
 
 
 def _register_serve() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from maskwatch.cli_common import fail, require_extra
 
 log = logging.getLogger("maskwatch")
 
@@ -15,81 +17,100 @@ log = logging.getLogger("maskwatch")
 MAX_DETECTOR_SIDE = 1280
 
 
-def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
-    @app.command()
-    def explain(
-        source: Path | None = typer.Argument(None, help="Image or folder: every face found gets an overlay."),
-        model: str | None = typer.Option(None, "--model", help="Checkpoint (.safetensors); default: the shipped model."),
-        target: str | None = typer.Option(None, "--target", help="Explain this class instead of the predicted one."),
-        out: Path = typer.Option(Path("maskwatch-explain"), "--out", help="Output folder."),
-        report: Path | None = typer.Option(
-            None, "--report", help="Focus report over a class-folder tree, VOC scenes or a splits.csv."
-        ),
-        split: str = typer.Option("test", "--split", help="With a splits.csv: which split to report on."),
-        json_out: Path | None = typer.Option(None, "--json", help="Write the focus report as JSON."),
-        crops: bool = typer.Option(False, "--crops", help="Treat each image as one face crop (no face detection)."),
-    ) -> None:
-        """Where does the model look? Grad-CAM overlays and the lower-face focus score."""
-        from maskwatch.extras import missing_extra
+def explain(
+    source: Path | None = typer.Argument(None, help="Image or folder: every face found gets an overlay."),
+    model: str | None = typer.Option(None, "--model", help="Checkpoint (.safetensors); default: the shipped model."),
+    target: str | None = typer.Option(None, "--target", help="Explain this class instead of the predicted one."),
+    out: Path = typer.Option(Path("maskwatch-explain"), "--out", help="Output folder."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Focus report over a class-folder tree, VOC scenes or a splits.csv."
+    ),
+    split: str = typer.Option("test", "--split", help="With a splits.csv: which split to report on."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the focus report as JSON."),
+    crops: bool = typer.Option(False, "--crops", help="Treat each image as one face crop (no face detection)."),
+) -> None:
+    """Where does the model look? Grad-CAM overlays and the lower-face focus score."""
+    require_extra("train")
+    from maskwatch.explain.report import focus_report, occlusion_check, save_examples, save_gallery, summarise
+    from maskwatch.fileio import OutputError, ensure_parent, write_json
+    from maskwatch.runtime.detectors import make_detector
 
-        if missing_extra("train"):
-            fail(missing_extra("train"))
-        from maskwatch.data.index import index_source
-        from maskwatch.data.splits import read_manifest
-        from maskwatch.explain.gradcam import Explainer
-        from maskwatch.explain.report import focus_report, occlusion_check, save_examples, save_gallery, summarise
-        from maskwatch.fileio import OutputError, ensure_parent, write_image, write_json
-        from maskwatch.labels import UnknownLabelError, canonical_label
-        from maskwatch.runtime.detectors import make_detector
-        from maskwatch.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+    if source is None and report is None:
+        fail("give a SOURCE image/folder or --report DATA")
+    target = _canonical_target(target)
+    explainer, meta = _load_explainer(model)
+    detector = make_detector("centerface", input_size=0, threshold=0.3)
+    try:
+        ensure_parent(out / "x")
+    except OutputError as error:
+        fail(f"--out {out}: {error}")
+    unreadable = 0
+    if report is not None:
+        samples = _report_samples(report, split)
+    else:
+        samples, unreadable = _faces_in(source, crops, detector, fail)
+    if not samples:
+        fail("no faces to explain")
+    records, pictures = focus_report(samples, explainer, meta, detector=detector, target=target)
+    summary = summarise(records)
+    gallery = out / ("lowest_focus.png" if report is not None else "gradcam_grid.png")
+    (save_gallery if report is not None else save_examples)(records, pictures, gallery)
+    if report is None:
+        _write_overlays(records, pictures, out)
+    if report is not None:  # faces of a plain SOURCE have no true label to summarise by
+        summary["occlusion"] = occlusion_check(explainer, pictures, records)
+        _print_report(summary)
+    if json_out:
+        write_json(json_out, summary, indent=1)
+    typer.echo(f"pictures: {out}/ ({gallery.name})")
+    if report is None and unreadable:
+        raise typer.Exit(code=1)  # some images could not be read (each reported on its own line)
 
-        if source is None and report is None:
-            fail("give a SOURCE image/folder or --report DATA")
-        if target is not None:
-            try:
-                target = canonical_label(target)
-            except UnknownLabelError as error:
-                fail(str(error))
-        try:
-            net, meta = load_checkpoint(resolve_checkpoint(model))
-        except CheckpointError as error:
-            fail(str(error))
-        explainer = Explainer(net, meta["labels"], meta.get("temperature", 1.0))
-        detector = make_detector("centerface", input_size=0, threshold=0.3)
-        try:
-            ensure_parent(out / "x")
-        except OutputError as error:
-            fail(f"--out {out}: {error}")
-        unreadable = 0
-        if report is not None:
-            if report.is_file() and report.name.endswith((".csv", ".csv.gz")):
-                samples = [r.sample for r in read_manifest(report) if r.split == split]
-            elif report.is_dir():
-                samples = index_source(report).samples
-            else:
-                fail(f"{report}: not a folder or splits.csv")
-        else:
-            samples, unreadable = _faces_in(source, crops, detector, fail)
-        if not samples:
-            fail("no faces to explain")
-        records, pictures = focus_report(samples, explainer, meta, detector=detector, target=target)
-        summary = summarise(records)
-        gallery = out / ("lowest_focus.png" if report is not None else "gradcam_grid.png")
-        (save_gallery if report is not None else save_examples)(records, pictures, gallery)
-        if report is None:
-            from maskwatch.explain.gradcam import overlay
 
-            for i, record in enumerate(records):
-                name = f"{i:04d}_{Path(record.file.split('#')[0]).stem}_{record.predicted}.png"
-                write_image(out / name, overlay(pictures["crops"][i], pictures["cams"][i]))
-        if report is not None:  # faces of a plain SOURCE have no true label to summarise by
-            summary["occlusion"] = occlusion_check(explainer, pictures, records)
-            _print_report(summary)
-        if json_out:
-            write_json(json_out, summary, indent=1)
-        typer.echo(f"pictures: {out}/ ({gallery.name})")
-        if report is None and unreadable:
-            raise typer.Exit(code=1)  # some images could not be read (each reported on its own line)
+def _canonical_target(target: str | None) -> str | None:
+    """``--target`` as a canonical label (aliases accepted); stops with the valid choices when unknown."""
+    from maskwatch.labels import UnknownLabelError, canonical_label
+
+    if target is None:
+        return None
+    try:
+        return canonical_label(target)
+    except UnknownLabelError as error:
+        fail(str(error))
+
+
+def _load_explainer(model: str | None) -> tuple[Any, dict]:
+    """(Grad-CAM explainer, checkpoint metadata) for ``--model`` (a path or a shipped name; default: the shipped one)."""
+    from maskwatch.explain.gradcam import Explainer
+    from maskwatch.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+
+    try:
+        net, meta = load_checkpoint(resolve_checkpoint(model))
+    except CheckpointError as error:
+        fail(str(error))
+    return Explainer(net, meta["labels"], meta.get("temperature", 1.0)), meta
+
+
+def _report_samples(report: Path, split: str) -> list:
+    """The labelled faces of ``--report``: the ``split`` rows of a splits.csv, or every face of a data folder."""
+    from maskwatch.data.index import index_source
+    from maskwatch.data.splits import read_manifest
+
+    if report.is_file() and report.name.endswith((".csv", ".csv.gz")):
+        return [r.sample for r in read_manifest(report) if r.split == split]
+    if report.is_dir():
+        return index_source(report).samples
+    fail(f"{report}: not a folder or splits.csv")
+
+
+def _write_overlays(records: list, pictures: dict, out: Path) -> None:
+    """One Grad-CAM overlay PNG per explained face, named by index, file and prediction."""
+    from maskwatch.explain.gradcam import overlay
+    from maskwatch.fileio import write_image
+
+    for i, record in enumerate(records):
+        name = f"{i:04d}_{Path(record.file.split('#')[0]).stem}_{record.predicted}.png"
+        write_image(out / name, overlay(pictures["crops"][i], pictures["cams"][i]))
 
 
 def _print_report(summary: dict) -> None:

@@ -48,6 +48,22 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     }
 
 
+def reports_by_source(
+    y_true: Sequence[int], y_pred: Sequence[int], sources: Sequence[str], labels: Sequence[str]
+) -> dict[str, dict]:
+    """:func:`classification_report` over all faces (key ``"all"``), then over each source's faces, sources sorted.
+
+    Training's test report, ``maskwatch evaluate``, the model study and the shipping recipe all score per source;
+    one function keeps their figures comparable (same faces per source, same order of keys).
+    """
+    y_true, y_pred, sources = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int), np.asarray(sources)
+    reports = {"all": classification_report(y_true, y_pred, labels)}
+    for source in sorted(set(sources.tolist())):
+        keep = sources == source
+        reports[source] = classification_report(y_true[keep], y_pred[keep], labels)
+    return reports
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / temperature
     z -= z.max(axis=1, keepdims=True)

@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 
 from maskwatch.crop import DEFAULT_MARGIN, crop_face, whole_image_crop
-from maskwatch.data.index import Sample
-from maskwatch.data.splits import ManifestRow, SplitFractions, near_duplicate_groups, split_of
+from maskwatch.data.index import Sample, index_source
+from maskwatch.data.splits import ManifestRow, SplitFractions, near_duplicate_groups, read_manifest, split_of
 from maskwatch.imaging import ImageLoadError, load_rgb
+from maskwatch.labels import LABELS
 from maskwatch.progress import track
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,21 @@ def load_samples(
     kept = [i for i, crop in enumerate(crops) if crop is not None]
     stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
     return LoadedSamples([samples[i] for i in kept], stacked, hashes, problems)
+
+
+def load_labelled_crops(
+    source: Path, *, size: int, margin: float, split: str = "val", whole_image: str = "crop"
+) -> tuple[list[np.ndarray], list[int]]:
+    """(crops, label indices) from a splits.csv (rows of ``split``) or a class-folder tree: the faces that int8
+    calibration, parity checks and model studies run on, cut as training cut them."""
+    if source.is_file() and source.name.endswith((".csv", ".csv.gz")):
+        samples = [row.sample for row in read_manifest(source) if row.split == split]
+    else:
+        samples = index_source(source).samples
+    loaded = load_samples(samples, size=size, margin=margin, whole_image=whole_image)
+    for problem in loaded.problems:
+        log.warning("%s", problem)
+    return list(loaded.crops), [LABELS.index(s.label) for s in loaded.samples]
 
 
 def perceptual_hash(image: np.ndarray) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -11,13 +12,27 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from maskwatch.data.transforms import eval_transform
-from maskwatch.training.models import MaskClassifierNet
+
+
+class CamClassifier(Protocol):
+    """What Grad-CAM needs of a classifier: logits from a batch, and the block whose activations it weighs.
+
+    :class:`maskwatch.training.models.MaskClassifierNet` is one. Typed by shape rather than imported, so that
+    ``explain`` does not depend on ``training``: training's report draws Grad-CAM grids with this module.
+    """
+
+    @property
+    def cam_layer(self) -> torch.nn.Module: ...
+
+    def eval(self) -> CamClassifier: ...
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
 
 
 class Explainer:
     """Grad-CAM maps for batches of square RGB crops at the model's input size."""
 
-    def __init__(self, model: MaskClassifierNet, labels: Sequence[str], temperature: float = 1.0):
+    def __init__(self, model: CamClassifier, labels: Sequence[str], temperature: float = 1.0):
         self.model, self.labels, self.temperature = model.eval(), list(labels), temperature
         self.cam = GradCAM(model=self.model, target_layers=[self.model.cam_layer])
         self.transform = eval_transform()

@@ -19,7 +19,7 @@ import numpy as np
 from maskwatch.crop import crop_face
 from maskwatch.fileio import write_json
 from maskwatch.imaging import ImageLoadError, load_rgb
-from maskwatch.metrics import classification_report, plot_confusion_matrix
+from maskwatch.metrics import plot_confusion_matrix, reports_by_source
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 
 if TYPE_CHECKING:
@@ -124,12 +124,18 @@ def evaluate_source(
     truth = np.array(scored.truth, dtype=int)
     predicted = np.array([p.argmax() for p in scored.probs], dtype=int)
     sources = np.array([s.source for s in scored.samples])
-    result = classification_report(truth, predicted, labels)
-    result["per_source"] = {
-        name: classification_report(truth[sources == name], predicted[sources == name], labels) for name in sorted(set(sources))
-    }
+    per_source = reports_by_source(truth, predicted, sources, labels)
+    result = per_source.pop("all")
+    result["per_source"] = per_source
     result["skipped"] = len(problems)
     return result, scored, problems
+
+
+def by_source(result: dict) -> dict[str, dict]:
+    """An :func:`evaluate_source` result as ``{"all": overall report, source: its report, ...}``: the layout of
+    training's test report and of ``assets/test_metrics.json``."""
+    overall = {key: value for key, value in result.items() if key not in ("per_source", "skipped")}
+    return {"all": overall, **result.get("per_source", {})}
 
 
 def evaluate_folder(data_dir: Path, classifier: OnnxMaskClassifier, *, batch_size: int = 64) -> tuple[dict, list[str]]:

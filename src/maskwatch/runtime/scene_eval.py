@@ -15,7 +15,7 @@ import numpy as np
 
 from maskwatch.fileio import save_figure
 from maskwatch.labels import LABELS, is_compliant
-from maskwatch.runtime.tracking import iou_matrix
+from maskwatch.runtime.boxes import iou_matrix
 
 COMPLIANCE = ("compliant", "non_compliant")
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from maskwatch.labels import is_compliant
 from maskwatch.results import Face
-from maskwatch.runtime.tracking import iou_matrix
+from maskwatch.runtime.boxes import iou_matrix
 from maskwatch.serve.config import EventsConfig
 
 #: How often an open event's ``last_seen`` is written to the store (bounds what ``kill -9`` loses).

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from maskwatch.draw import blur_faces
-from maskwatch.runtime.tracking import iou_matrix
+from maskwatch.runtime.boxes import iou_matrix
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,13 @@ from maskwatch.data.splits import SplitFractions, read_manifest, write_manifest
 from maskwatch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from maskwatch.fileio import atomic_path, atomic_write, write_json
 from maskwatch.labels import LABELS
-from maskwatch.metrics import classification_report, expected_calibration_error, fit_temperature, softmax
+from maskwatch.metrics import (
+    classification_report,
+    expected_calibration_error,
+    fit_temperature,
+    reports_by_source,
+    softmax,
+)
 from maskwatch.progress import track
 from maskwatch.training import distributed as ddp
 from maskwatch.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, torch_threads
@@ -294,24 +300,84 @@ def train(config: TrainConfig) -> dict:
 
 
 def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
+    """The recipe as a sequence of named steps; each one is importable and testable alone."""
+    started = time.perf_counter()
+    run = prepare_run(config, world, device)
+    progress = resume(run, device)
+    fit(run, progress)
+    digests = ddp.digests_of_all_ranks(run.model)
+    if not world.main:
+        return {"rank": world.rank, "world_size": world.size, "weights_digest_per_rank": digests}
+    return report_run(run, progress.best_epoch, time.perf_counter() - started, digests, device)
+
+
+def prepare_run(config: TrainConfig, world: ddp.World, device: torch.device) -> Run:
+    """Everything the epochs need: run folder, data and splits, model, focus masks, cached inputs, optimiser, metadata."""
+    out = start_run(config, world)
+    data = prepare_splits(config)
+    model = prepare_model(config, device)
+    amp = ddp.speedups(model, device, config.mixed_precision)
+    focus = prepare_focus_masks(config, data.loaded)
+    return Run(
+        config=config,
+        world=world,
+        out=out,
+        data=data,
+        model=model,
+        inputs=prepare_inputs(model, data, config, world, focus),
+        focus=focus,
+        optimisation=make_optimisation(model, config, data.y[data.idx["train"]], world, device),
+        meta=run_meta(config, len(model.top)),
+        amp=amp,
+    )
+
+
+def start_run(config: TrainConfig, world: ddp.World) -> Path:
+    """Threads, the run folder with its config.json (rank 0), and the seed; returns the run folder."""
     torch_threads(config.threads)
     out = Path(config.out)
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", asdict(config))
     torch.manual_seed(config.seed)
-    started = time.perf_counter()
+    return out
 
-    loaded, splits, problems = prepare_data(config)
+
+@dataclass(frozen=True)
+class TrainData:
+    """Every loaded face, its class index ``y``, the positions of each split in ``idx``, and the loading problems."""
+
+    loaded: LoadedSamples
+    y: np.ndarray
+    idx: dict[str, np.ndarray]
+    problems: list[str]
+
+    def from_photos(self, split: str) -> np.ndarray:
+        """Which faces of ``split`` were cut from scene photos (they have a box) rather than read as whole files."""
+        return np.array([self.loaded.samples[i].box is not None for i in self.idx[split]])
+
+
+def split_positions(loaded: LoadedSamples, splits: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(class index of every face, positions of the train/val/test faces)."""
     label_index = {label: i for i, label in enumerate(LABELS)}
     y = np.array([label_index[s.label] for s in loaded.samples])
     split = np.array(splits)
-    idx = {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
+    return y, {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
+
+
+def prepare_splits(config: TrainConfig) -> TrainData:
+    """:func:`prepare_data` as class indices and split positions; refuses data without train and val faces."""
+    loaded, splits, problems = prepare_data(config)
+    y, idx = split_positions(loaded, splits)
     log.info("split sizes: %s", {k: len(v) for k, v in idx.items()})
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in idx.items())
         raise ValueError(f"{', '.join(config.data)}: {len(y)} usable faces ({sizes}); training needs train and val faces")
+    return TrainData(loaded, y, idx, problems)
 
+
+def prepare_model(config: TrainConfig, device: torch.device) -> MaskClassifierNet:
+    """The network to train, on ``device``: a fresh ImageNet-initialised one, or ``--init``'s checkpoint."""
     if config.init is not None:
         model, init_meta = load_checkpoint(resolve_checkpoint(config.init))
         if init_meta["labels"] != list(LABELS) or init_meta["model"] != config.model:
@@ -321,56 +387,101 @@ def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
         model.train()
     else:
         model = build_model(config.model, len(LABELS), pretrained=config.pretrained, trainable_blocks=config.trainable_blocks)
-    trainable_blocks = len(model.top)
-    model.to(device)
-    amp = ddp.speedups(model, device, config.mixed_precision)
-    on_features = config.cache_views > 0 and len(model.trunk) > 0
+    return model.to(device)
 
+
+@dataclass(frozen=True)
+class FocusMasks:
+    """Focus guidance's lower-face masks: at crop size (moved with each augmentation) and pooled to the CAM grid."""
+
+    masks: np.ndarray
+    pooled: torch.Tensor
+
+
+def prepare_focus_masks(config: TrainConfig, loaded: LoadedSamples) -> FocusMasks | None:
+    """Every face's lower-face mask when focus guidance is on (CenterFace landmarks, else the template); else None."""
+    if config.focus_weight <= 0:
+        return None
+    masks, landmark_share = face_masks(loaded, config.margin)
+    log.info(
+        "focus guidance: weight %g, goal %.2f; %.1f%% of regions from landmarks",
+        config.focus_weight,
+        config.focus_goal,
+        100 * landmark_share,
+    )
+    return FocusMasks(masks, pool_masks(torch.from_numpy(masks)))
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the trainable top sees: every face once, cleanly (trunk features, or image tensors when ``on_features``
+    is False), and the cached train views (clean first, then ``cache_views`` augmented ones) with their masks."""
+
+    inputs: torch.Tensor
+    on_features: bool
+    train_views: torch.Tensor | None = None  # (N_train, V+1, C, H, W)
+    train_mask_views: torch.Tensor | None = None  # (N_train, V+1, G, G)
+
+
+def prepare_inputs(
+    model: MaskClassifierNet, data: TrainData, config: TrainConfig, world: ddp.World, focus: FocusMasks | None
+) -> ModelInputs:
+    """Cache the frozen trunk's features of every clean face and of ``cache_views`` augmented train views (each rank
+    a share), or, without caching, keep the clean image tensors for the whole network to see."""
+    if not (config.cache_views > 0 and len(model.trunk) > 0):
+        return ModelInputs(to_batch(data.loaded.crops, eval_transform()), on_features=False)
+    train = data.idx["train"]
     augment = train_transform(size=config.input_size)
-    clean = eval_transform()
-    generator = torch.Generator().manual_seed(config.seed)
-    guided = config.focus_weight > 0
-    masks = clean_masks = None
-    if guided:
-        masks, landmark_share = face_masks(loaded, config.margin)
-        clean_masks = pool_masks(torch.from_numpy(masks))
-        log.info(
-            "focus guidance: weight %g, goal %.2f; %.1f%% of regions from landmarks",
-            config.focus_weight,
-            config.focus_goal,
-            100 * landmark_share,
+    inputs, _ = cache_sharded(model, data.loaded.crops, eval_transform(), config.batch_size, "clean faces", world)
+    views, mask_views = [inputs[train]], [focus.pooled[train]] if focus else []
+    for view in range(config.cache_views):
+        torch.manual_seed(ddp.rank_seed(config.seed * 1000 + view, world))
+        features, view_masks = cache_sharded(
+            model,
+            data.loaded.crops[train],
+            augment,
+            config.batch_size,
+            f"augmented view {view + 1}/{config.cache_views}",
+            world,
+            masks=focus.masks[train] if focus else None,
         )
-    if on_features:
-        inputs, _ = cache_sharded(model, loaded.crops, clean, config.batch_size, "clean faces", world)
-        views, mask_views = [inputs[idx["train"]]], [clean_masks[idx["train"]]] if guided else []
-        for view in range(config.cache_views):
-            torch.manual_seed(ddp.rank_seed(config.seed * 1000 + view, world))
-            features, view_masks = cache_sharded(
-                model,
-                loaded.crops[idx["train"]],
-                augment,
-                config.batch_size,
-                f"augmented view {view + 1}/{config.cache_views}",
-                world,
-                masks=masks[idx["train"]] if guided else None,
-            )
-            views.append(features)
-            mask_views.append(view_masks)
-        train_views = torch.stack(views, dim=1)  # (N_train, V+1, C, H, W)
-        train_mask_views = torch.stack(mask_views, dim=1) if guided else None  # (N_train, V+1, G, G)
-    else:
-        inputs = to_batch(loaded.crops, clean)
+        views.append(features)
+        mask_views.append(view_masks)
+    return ModelInputs(
+        inputs,
+        on_features=True,
+        train_views=torch.stack(views, dim=1),
+        train_mask_views=torch.stack(mask_views, dim=1) if focus else None,
+    )
 
+
+@dataclass(frozen=True)
+class Optimisation:
+    """The loss, the step module (the DDP-wrapped top under torchrun), the optimiser and its schedule."""
+
+    criterion: nn.Module
+    step: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def make_optimisation(
+    model: MaskClassifierNet, config: TrainConfig, train_labels: np.ndarray, world: ddp.World, device: torch.device
+) -> Optimisation:
+    """Class-weighted, label-smoothed cross-entropy; Adam over the trainable parameters with a cosine schedule."""
     criterion = nn.CrossEntropyLoss(
-        weight=class_weights(y[idx["train"]], len(LABELS), config.class_weighting).to(device),
+        weight=class_weights(train_labels, len(LABELS), config.class_weighting).to(device),
         label_smoothing=config.label_smoothing,
     )
     step = ddp.wrap_trainable(model, world)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return Optimisation(criterion, step, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs))
 
-    meta = {
+
+def run_meta(config: TrainConfig, trainable_blocks: int) -> dict:
+    """The checkpoint's metadata: what export writes into the ONNX file for the runtime to read."""
+    return {
         "model": config.model,
         "labels": list(LABELS),
         "input_size": config.input_size,
@@ -381,86 +492,166 @@ def _train(config: TrainConfig, world: ddp.World, device: torch.device) -> dict:
         "std": list(IMAGENET_STD),
         "temperature": 1.0,
     }
-    history: list[dict] = []
-    best_score, best_epoch, start_epoch, stopped = (-1.0, -1.0), 0, 1, False
-    last_path = out / "last.pt"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run's parts, as the steps after preparation share them."""
+
+    config: TrainConfig
+    world: ddp.World
+    out: Path
+    data: TrainData
+    model: MaskClassifierNet
+    inputs: ModelInputs
+    focus: FocusMasks | None
+    optimisation: Optimisation
+    meta: dict
+    amp: bool
+
+
+@dataclass
+class Progress:
+    """Where the epochs stand: every epoch's figures, the kept epoch and its score, where to go on, and early stop."""
+
+    history: list[dict] = field(default_factory=list)
+    best_score: tuple[float, float] = (-1.0, -1.0)
+    best_epoch: int = 0
+    start_epoch: int = 1
+    stopped: bool = False
+
+
+def resume(run: Run, device: torch.device) -> Progress:
+    """The progress saved in ``last.pt`` (read by rank 0, shared with all), loaded into the model, optimiser and
+    schedule; a fresh :class:`Progress` when there is none."""
+    last_path = run.out / "last.pt"
+    world = run.world
     state = ddp.from_main(
         load_last_state(last_path, torch.device("cpu") if world.distributed else device) if world.main else None
     )
-    if state is not None:  # resume after an interruption
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best_epoch = state["history"], state["best_epoch"]
-        best_score = tuple(state["best_score"]) if "best_score" in state else (1.0, state["best_f1"])
-        start_epoch, stopped = state["epoch"] + 1, bool(state.get("stopped_early", False))
-        if stopped:
-            log.info("%s: this run already stopped early at epoch %d; not training further", last_path, state["epoch"])
-        else:
-            log.info("resuming from %s at epoch %d", last_path, start_epoch)
-
-    val_from_photos = np.array([loaded.samples[i].box is not None for i in idx["val"]])
-    # Positions into the train split; scene faces (the most camera-like) repeated ``scene_oversample`` times.
-    is_scene = np.array([loaded.samples[i].box is not None for i in idx["train"]])
-    epoch_pool = np.concatenate([np.arange(len(idx["train"]))] + [np.nonzero(is_scene)[0]] * max(0, config.scene_oversample - 1))
-    source = TrainSet(
-        targets=torch.from_numpy(y)[idx["train"]],
-        views=train_views if on_features else None,
-        mask_views=train_mask_views if on_features else None,
-        crops=loaded.crops,
-        positions=idx["train"],
-        masks=masks,
-        augment=augment,
-        trunk=model.trunk,
+    if state is None:
+        return Progress()
+    run.model.load_state_dict(state["model"])
+    run.optimisation.optimizer.load_state_dict(state["optimizer"])
+    run.optimisation.scheduler.load_state_dict(state["scheduler"])
+    progress = Progress(
+        history=state["history"],
+        best_score=tuple(state["best_score"]) if "best_score" in state else (1.0, state["best_f1"]),
+        best_epoch=state["best_epoch"],
+        start_epoch=state["epoch"] + 1,
+        stopped=bool(state.get("stopped_early", False)),
     )
-    for epoch in range(start_epoch, 0 if stopped else config.epochs + 1):
+    if progress.stopped:
+        log.info("%s: this run already stopped early at epoch %d; not training further", last_path, state["epoch"])
+    else:
+        log.info("resuming from %s at epoch %d", last_path, progress.start_epoch)
+    return progress
+
+
+def train_set(run: Run) -> TrainSet:
+    """Where the epochs draw their faces from: the cached views, or the crops augmented online."""
+    focus = run.focus
+    return TrainSet(
+        targets=torch.from_numpy(run.data.y)[run.data.idx["train"]],
+        views=run.inputs.train_views,
+        mask_views=run.inputs.train_mask_views,
+        crops=run.data.loaded.crops,
+        positions=run.data.idx["train"],
+        masks=focus.masks if focus else None,
+        augment=train_transform(size=run.config.input_size),
+        trunk=run.model.trunk,
+    )
+
+
+def epoch_pool(data: TrainData, scene_oversample: int) -> np.ndarray:
+    """Positions into the train split; scene faces (the most camera-like) repeated ``scene_oversample`` times."""
+    is_scene = data.from_photos("train")
+    return np.concatenate([np.arange(len(data.idx["train"]))] + [np.nonzero(is_scene)[0]] * max(0, scene_oversample - 1))
+
+
+def fit(run: Run, progress: Progress) -> Progress:
+    """Train epoch by epoch from ``progress.start_epoch``, keeping the best checkpoint and ``last.pt``, until the
+    last epoch or early stop."""
+    config = run.config
+    source, pool = train_set(run), epoch_pool(run.data, config.scene_oversample)
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(progress.start_epoch, 0 if progress.stopped else config.epochs + 1):
         torch.manual_seed(config.seed + epoch)
-        model.train()
-        order = ddp.shard_epoch(epoch_order(epoch_pool, generator.manual_seed(config.seed + epoch)), world)
-        figures = train_one_epoch(step, model, optimizer, criterion, source, order, config, world, amp, epoch)
-        scheduler.step()
-        row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], **figures}
-        row.update(validate(model, criterion, inputs, y, idx["val"], val_from_photos, on_features, world))
-        if guided:
-            row["train_mean_focus"] = row.pop("train_mean_focus")  # after the val figures, where it always was
-            val_focus = sharded(
-                lambda part: predicted_focus(model, inputs[part], clean_masks[part], on_features=on_features), idx["val"], world
-            )
-            row["val_median_focus"] = float(np.median(val_focus))
-            row["val_empty_cam_share"] = float(np.mean(val_focus <= 0))  # no positive evidence at all: no map to show
-        history.append(row)
-        score = selection_score(row, config.incorrect_recall_floor)
-        improved = score > best_score
-        if improved:
-            best_score, best_epoch = score, epoch
-            if world.main:
-                save_checkpoint(model, meta, out / "best.safetensors")
-        log_epoch(row, improved, guided)
-        stopped = ddp.from_main(epoch - last_macro_f1_gain(history) >= config.patience)  # decided once, on rank 0
-        if world.main:
-            write_history(history, out)
-            save_last_state(model, optimizer, scheduler, history, best_score, best_epoch, epoch, stopped, last_path)
-        if stopped:
+        run.model.train()
+        order = ddp.shard_epoch(epoch_order(pool, generator.manual_seed(config.seed + epoch)), run.world)
+        row = epoch_figures(run, source, order, epoch)
+        if record_epoch(run, progress, row, epoch):
             log.info("early stop: no val macro-F1 gain for %d epochs", config.patience)
             break
+    return progress
 
-    digests = ddp.digests_of_all_ranks(model)
-    if not world.main:
-        return {"rank": world.rank, "world_size": world.size, "weights_digest_per_rank": digests}
-    train_seconds = time.perf_counter() - started
-    model, meta = load_checkpoint(out / "best.safetensors")
+
+def epoch_figures(run: Run, source: TrainSet, order: torch.Tensor, epoch: int) -> dict:
+    """Train one epoch, step the schedule, and measure on val: the epoch's row of history.json."""
+    opt, model, inputs, data = run.optimisation, run.model, run.inputs, run.data
+    figures = train_one_epoch(opt.step, model, opt.optimizer, opt.criterion, source, order, run.config, run.world, run.amp, epoch)
+    opt.scheduler.step()
+    row = {"epoch": epoch, "lr": opt.scheduler.get_last_lr()[0], **figures}
+    val = data.idx["val"]
+    row.update(validate(model, opt.criterion, inputs.inputs, data.y, val, data.from_photos("val"), inputs.on_features, run.world))
+    if run.focus is not None:
+        row["train_mean_focus"] = row.pop("train_mean_focus")  # after the val figures, where it always was
+        val_focus = sharded(
+            lambda part: predicted_focus(model, inputs.inputs[part], run.focus.pooled[part], on_features=inputs.on_features),
+            val,
+            run.world,
+        )
+        row["val_median_focus"] = float(np.median(val_focus))
+        row["val_empty_cam_share"] = float(np.mean(val_focus <= 0))  # no positive evidence at all: no map to show
+    return row
+
+
+def record_epoch(run: Run, progress: Progress, row: dict, epoch: int) -> bool:
+    """Add the epoch to the history, keep its weights if it is the best so far, save history and ``last.pt`` (rank 0);
+    return whether to stop early (decided once, on rank 0)."""
+    progress.history.append(row)
+    score = selection_score(row, run.config.incorrect_recall_floor)
+    improved = score > progress.best_score
+    if improved:
+        progress.best_score, progress.best_epoch = score, epoch
+        if run.world.main:
+            save_checkpoint(run.model, run.meta, run.out / "best.safetensors")
+    log_epoch(row, improved, run.focus is not None)
+    progress.stopped = ddp.from_main(epoch - last_macro_f1_gain(progress.history) >= run.config.patience)
+    if run.world.main:
+        write_history(progress.history, run.out)
+        opt = run.optimisation
+        save_last_state(
+            run.model,
+            opt.optimizer,
+            opt.scheduler,
+            progress.history,
+            progress.best_score,
+            progress.best_epoch,
+            epoch,
+            progress.stopped,
+            run.out / "last.pt",
+        )
+    return progress.stopped
+
+
+def report_run(run: Run, best_epoch: int, train_seconds: float, digests: list, device: torch.device) -> dict:
+    """Rank 0: reload the kept weights, calibrate and score them (:func:`finish`), add the run's facts, write report.json."""
+    model, meta = load_checkpoint(run.out / "best.safetensors")
     model.to(device)
-    report = finish(model, meta, inputs, y, idx, loaded, on_features, out, focus_masks=clean_masks)
+    data = run.data
+    focus_masks = run.focus.pooled if run.focus else None
+    report = finish(model, meta, run.inputs.inputs, data.y, data.idx, data.loaded, run.inputs.on_features, run.out, focus_masks)
     report.update(
         best_epoch=best_epoch,
         train_seconds=round(train_seconds, 1),
-        problems=len(problems),
+        problems=len(data.problems),
         parameters=count_parameters(model),
-        split_sizes={k: int(len(v)) for k, v in idx.items()},
-        world_size=world.size,
+        split_sizes={k: int(len(v)) for k, v in data.idx.items()},
+        world_size=run.world.size,
         weights_digest_per_rank=digests,
     )
-    write_json(out / "report.json", report)
+    write_json(run.out / "report.json", report)
     return report
 
 
@@ -632,11 +823,13 @@ def finish(model, meta, inputs, y, idx, loaded, on_features, out: Path, focus_ma
 
     test_logits = predict_logits(model, inputs[idx["test"]], on_features=on_features)
     sources = np.array([loaded.samples[i].source for i in idx["test"]])
-    report = {"temperature": temperature, "val_ece_before": ece_before, "val_ece_after": ece_after, "test": {}}
-    for source in ["all", *sorted(set(sources))]:
-        keep = np.ones(len(sources), bool) if source == "all" else sources == source
-        result = classification_report(y[idx["test"]][keep], test_logits[keep].argmax(1), meta["labels"])
-        report["test"][source] = result
+    report = {
+        "temperature": temperature,
+        "val_ece_before": ece_before,
+        "val_ece_after": ece_after,
+        "test": reports_by_source(y[idx["test"]], test_logits.argmax(1), sources, meta["labels"]),
+    }
+    for source, result in report["test"].items():
         plot_confusion_matrix(result["confusion_matrix"], meta["labels"], str(out / f"confusion_{source}.png"), f"test: {source}")
         log.info("test %-16s n=%4d accuracy %.4f macro-F1 %.4f", source, result["n"], result["accuracy"], result["macro_f1"])
     if focus_masks is not None:
