@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.cli_train import load_labelled_crops
+from maskwatch.data.loading import load_labelled_crops
 from maskwatch.export.onnx_export import export_onnx
 from maskwatch.export.quantize import WEIGHT_TYPES, check_parity, quantize_int8
 from maskwatch.runtime.classifier import OnnxMaskClassifier
