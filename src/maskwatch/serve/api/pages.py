@@ -11,9 +11,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from maskwatch.serve.api.auth import CSRF_COOKIE, SESSION_COOKIE, Authenticator, read_cookies
+from maskwatch.serve.api.detect import capped, refuse_declared
 from maskwatch.serve.api.models import LoginOut, Problem
 
 log = logging.getLogger(__name__)
+
+#: ``POST /api/login`` is open to anyone: its body is counted as it arrives and cut here (413), never read whole.
+MAX_LOGIN_BYTES = 4096
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
@@ -54,13 +58,15 @@ async def _given_token(request: Request) -> tuple[str, bool]:
     """The ``token`` of a form or JSON body, and whether it came from a form (a browser without script)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
+        raw = b"".join([chunk async for chunk in capped(request, MAX_LOGIN_BYTES, "for a login")])
         try:
-            body = json.loads(await request.body() or b"null")
+            body = json.loads(raw or b"null")
         except ValueError:
             raise HTTPException(status_code=422, detail="body is not valid JSON") from None
         token = body.get("token") if isinstance(body, dict) else None
         from_form = False
     elif kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        refuse_declared(request, MAX_LOGIN_BYTES, "for a login")  # Starlette's form parser bounds each field
         async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
             token = form.get("token")
         from_form = True
@@ -75,7 +81,7 @@ async def _given_token(request: Request) -> tuple[str, bool]:
     "/api/login",
     tags=["auth"],
     response_model=LoginOut,
-    responses={code: {"model": Problem} for code in (400, 401, 415, 422, 429)},
+    responses={code: {"model": Problem} for code in (400, 401, 413, 415, 422, 429)},
     openapi_extra={
         "requestBody": {
             "required": True,
