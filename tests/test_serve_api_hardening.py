@@ -39,3 +39,27 @@ def test_the_public_login_never_reads_a_big_body_whole(guarded: TestClient):
     streamed = guarded.post("/api/login", content=chunks(), headers={"content-type": "application/json"})
     assert streamed.status_code == 413
     assert guarded.post("/api/login", json={"token": TOKEN}).status_code == 200  # a normal login still works
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_appended(tmp_path: Path):
+    """nginx's ``$proxy_add_x_forwarded_for`` appends the real peer to whatever the client sent: only the last entry
+    is the proxy's word, so a client that varies the first cannot dodge the failed-login count."""
+    proxied = TestClient(guarded_app(tmp_path, trust_proxy=True))
+    for n in range(10):
+        proxied.post("/api/login", json={"token": "nope-nope"}, headers={"x-forwarded-for": f"10.9.9.{n}, 203.0.113.7"})
+    limited = proxied.post("/api/login", json={"token": TOKEN}, headers={"x-forwarded-for": "10.9.9.99, 203.0.113.7"})
+    assert limited.status_code == 429
+    other = proxied.post("/api/login", json={"token": TOKEN}, headers={"x-forwarded-for": "10.9.9.0, 203.0.113.8"})
+    assert other.status_code == 200
+
+
+def test_bearer_guesses_are_limited_like_logins_and_sessions_go_on(guarded: TestClient):
+    """Without a limit on wrong ``Authorization: Bearer`` tokens the login's limit would be no limit at all."""
+    assert guarded.post("/api/login", json={"token": TOKEN}).status_code == 200  # a browser of the same client
+    for n in range(10):
+        assert guarded.get("/api/events", headers={"authorization": f"Bearer guess-{n}"}).status_code == 401
+    limited = guarded.get("/api/events", headers={"authorization": f"Bearer {TOKEN}"})
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "60"
+    assert "too many" in limited.json()["detail"]
+    assert guarded.post("/api/login", json={"token": TOKEN}).status_code == 429  # one count for both ways in
+    assert guarded.get("/api/events").status_code == 200  # the session cookie is no guess: it goes on

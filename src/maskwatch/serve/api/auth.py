@@ -34,6 +34,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_SESSIONS = 10_000
 #: Failed logins per client allowed per minute (a token is not guessable, but a typo loop should not hammer us).
 MAX_FAILED_LOGINS = 10
+TOO_MANY = "too many failed logins or wrong tokens; wait a minute"
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,9 @@ class Authenticator:
         return self.trust_proxy and forwarded == "https"
 
     def client(self, scope: Scope, headers: Headers) -> str:
-        """Who is calling, for the failed-login count: the peer, or (only with ``trust_proxy``) X-Forwarded-For's first."""
-        forwarded = headers.get("x-forwarded-for", "").split(",")[0].strip()
+        """Who is calling, for the failed-guess count: the peer, or (only with ``trust_proxy``) X-Forwarded-For's last
+        entry, the one the proxy appended (``$proxy_add_x_forwarded_for``); the entries before it are the client's say."""
+        forwarded = ",".join(headers.getlist("x-forwarded-for")).split(",")[-1].strip()
         if self.trust_proxy and forwarded:
             return forwarded
         peer = scope.get("client")
@@ -149,10 +151,7 @@ class Authenticator:
         headers = Headers(scope=scope)
         authorization = headers.get("authorization", "")
         if authorization:
-            scheme, _, given = authorization.partition(" ")
-            if scheme.lower() == "bearer" and self.check_token(given.strip()):
-                return None  # a Bearer request is not a browser's ambient credential: no CSRF check
-            return 401, "wrong token (Authorization: Bearer TOKEN)"
+            return self._bearer(scope, headers, authorization)
         cookies = read_cookies(headers)
         session = self.sessions.get(cookies.get(SESSION_COOKIE, ""))
         if session is None:
@@ -162,6 +161,17 @@ class Authenticator:
             if not sent or not same(sent, cookies.get(CSRF_COOKIE, "")) or not same(sent, session.csrf):
                 return 403, f"missing or wrong {CSRF_HEADER} header (it must equal the {CSRF_COOKIE} cookie)"
         return None
+
+    def _bearer(self, scope: Scope, headers: Headers, authorization: str) -> tuple[int, str] | None:
+        """A token guess counts with the failed logins of its client: past the limit no token is even compared."""
+        client = self.client(scope, headers)
+        if self.failed.too_many(client):
+            return 429, TOO_MANY
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() == "bearer" and self.check_token(given.strip()):
+            return None  # a Bearer request is not a browser's ambient credential: no CSRF check
+        self.failed.add(client)
+        return 401, "wrong token (Authorization: Bearer TOKEN)"
 
 
 def is_public(path: str) -> bool:
@@ -196,6 +206,8 @@ class AuthMiddleware:
             await _send(send, 303, b"", [(b"location", b"/login")])
             return
         headers = [(b"content-type", b"application/json")]
+        if status == 429:
+            headers.append((b"retry-after", b"60"))
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="maskwatch"'))
         await _send(send, status, json.dumps({"detail": reason}).encode(), headers)

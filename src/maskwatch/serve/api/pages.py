@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from maskwatch.serve.api.auth import CSRF_COOKIE, SESSION_COOKIE, Authenticator, read_cookies
+from maskwatch.serve.api.auth import CSRF_COOKIE, SESSION_COOKIE, TOO_MANY, Authenticator, read_cookies
 from maskwatch.serve.api.detect import capped, refuse_declared
 from maskwatch.serve.api.models import LoginOut, Problem
 
@@ -103,7 +103,7 @@ async def login(request: Request) -> Response:
         raise HTTPException(status_code=400, detail="this server has no token: there is nothing to log in to")
     client = auth.client(request.scope, request.headers)
     if auth.failed.too_many(client):
-        raise HTTPException(status_code=429, detail="too many failed logins; wait a minute", headers={"Retry-After": "60"})
+        raise HTTPException(status_code=429, detail=TOO_MANY, headers={"Retry-After": "60"})
     token, from_form = await _given_token(request)
     if not auth.check_token(token):
         auth.failed.add(client)
