@@ -88,7 +88,7 @@ def test_mjpeg_sends_jpeg_parts_and_ends_when_the_client_goes(running: Running):
     assert wait_for(lambda: running.open_streams["mjpeg"] == 0, 5), "the stream went on after the client left"
 
 
-def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Running, store: Store, tmp_path: Path):
+def test_sse_sends_start_update_and_end_of_stored_events_and_keepalives(running: Running, store: Store, tmp_path: Path):
     """Through the real store writer: each message comes after its row is committed (the page can fetch it at once)."""
     seen_in_store = []
 
@@ -104,7 +104,8 @@ def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Runnin
         assert next(messages) == {"comment": "connected"}
         assert wait_for(lambda: running.hub.subscribers == 1, 5)
         writer.submit([EventMessage("new", make_event(1))], [])
-        writer.submit([EventMessage("update", make_event(1, score=0.97))], [])  # no SSE message for updates
+        writer.submit([EventMessage("update", make_event(1, score=0.97))], [])  # a better score (and snapshot)
+        writer.submit([EventMessage("seen", make_event(1, score=0.97))], [])  # a last_seen refresh: no message
         writer.submit([EventMessage("end", make_event(1, end_time=1_780_000_009.0))], [])
         for message in messages:
             got.append(message)
@@ -113,8 +114,9 @@ def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Runnin
         assert next(m for m in messages if "comment" in m) == {"comment": "keep-alive"}  # quiet now: a keep-alive
     writer.close()
     events = [m for m in got if "event" in m]
-    assert [m["event"] for m in events] == ["start", "end"]
-    assert events[0]["data"]["id"] == "door-0001" and events[1]["data"]["end_time"] == "2026-05-28T20:26:49.000Z"
+    assert [m["event"] for m in events] == ["start", "update", "end"]
+    assert events[0]["data"]["id"] == "door-0001" and events[2]["data"]["end_time"] == "2026-05-28T20:26:49.000Z"
+    assert events[1]["data"]["score"] == 0.97 and events[1]["data"]["end_time"] is None
     assert set(events[0]["data"]) == {
         "id",
         "camera",
@@ -127,7 +129,7 @@ def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Runnin
         "snapshot",
         "node",
     }
-    assert seen_in_store == [True, True, True]  # new, update, end: each told after its commit
+    assert seen_in_store == [True, True, True]  # new, update, end: each told after its commit (seen: never told)
     assert wait_for(lambda: running.hub.subscribers == 0 and running.open_streams["sse"] == 0, 5)
 
 

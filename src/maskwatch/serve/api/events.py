@@ -71,8 +71,9 @@ def list_events(
     responses={200: {"content": {"text/event-stream": {}}}, 503: {"model": Problem}},
 )
 def event_stream(request: Request) -> StreamingResponse:
-    """Server-sent events: ``event: start`` when an event opens, ``event: end`` when it ends; ``data`` is the event
-    JSON as in ``GET /api/events``; a ``: keep-alive`` comment every 15 s."""
+    """Server-sent events: ``event: start`` when an event opens, ``event: update`` when its best score (and snapshot)
+    improves, ``event: end`` when it ends; ``data`` is the event JSON as in ``GET /api/events``; a ``: keep-alive``
+    comment every 15 s."""
     slots = request.app.state.streams
     slots.take("sse")
     return slots.response("sse", _sse(request), "text/event-stream")
