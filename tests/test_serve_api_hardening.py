@@ -3,6 +3,7 @@ the login page under a reverse-proxy path prefix with a safe ``next=``, and what
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,50 @@ def test_bearer_guesses_are_limited_like_logins_and_sessions_go_on(guarded: Test
     assert "too many" in limited.json()["detail"]
     assert guarded.post("/api/login", json={"token": TOKEN}).status_code == 429  # one count for both ways in
     assert guarded.get("/api/events").status_code == 200  # the session cookie is no guess: it goes on
+
+
+# -- the login page under a reverse-proxy path prefix, with a safe next= --
+
+ABSOLUTE = re.compile(r'(?:href|src|action)="/')
+
+
+def test_the_login_page_uses_relative_urls_so_a_path_prefix_works(guarded: TestClient):
+    """Served at PREFIX/login the page must load PREFIX/static/login.css and post to PREFIX/api/login; after a wrong
+    token it is served at PREFIX/api/login, one level down."""
+    page = guarded.get("/login").text
+    assert not ABSOLUTE.search(page) and 'href="static/login.css"' in page and 'action="api/login"' in page
+    wrong = guarded.post("/api/login", data={"token": "not-the-token"})
+    assert wrong.status_code == 401 and "Wrong token." in wrong.text and not ABSOLUTE.search(wrong.text)
+    assert 'href="../static/login.css"' in wrong.text and 'action="../api/login"' in wrong.text
+    right = guarded.post("/api/login", data={"token": TOKEN}, follow_redirects=False)
+    assert right.status_code == 303 and right.headers["location"] == "../"  # PREFIX/api/login -> PREFIX/
+    browser = TestClient(guarded.app)  # not logged in: a page navigation goes to the login page next to it
+    assert browser.get("/", headers={"accept": "text/html"}, follow_redirects=False).headers["location"] == "login"
+    docs = browser.get("/docs", headers={"accept": "text/html"}, follow_redirects=False)
+    assert docs.status_code == 303 and docs.headers["location"] == "login?next=docs"
+
+
+def test_next_is_honoured_when_it_is_a_relative_path_and_ignored_otherwise(guarded: TestClient):
+    page = guarded.get("/login", params={"next": "docs"}).text
+    assert '<input type="hidden" name="next" value="docs">' in page
+    done = guarded.post("/api/login", data={"token": TOKEN, "next": "docs"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "../docs"
+    for bad in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "\\\\evil.example", "javascript:alert(1)",
+                "../../etc", "a/../../b", "/docs", "docs\r\nSet-Cookie: x=1", "%2f%2fevil.example", "x" * 600):  # fmt: skip
+        assert 'name="next"' not in guarded.get("/login", params={"next": bad}).text, bad
+        response = TestClient(guarded.app).post("/api/login", data={"token": TOKEN, "next": bad}, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "../", bad
+    quoted = guarded.get("/login", params={"next": 'docs?"><script>'}).text
+    assert "<script>" not in quoted
+
+
+def test_the_page_can_ask_whether_auth_is_on_and_how_it_got_in(tmp_path: Path):
+    open_app = TestClient(build_app(Store(f"sqlite:///{tmp_path / 'o.db'}").open()))
+    assert open_app.get("/api/session").json() == {"auth": False, "via": "none"}
+    assert open_app.get("/login", follow_redirects=False).headers["location"] == "./"  # nothing to log in to
+    guarded = TestClient(guarded_app(tmp_path))
+    assert guarded.get("/api/session").status_code == 401
+    bearer = guarded.get("/api/session", headers={"authorization": f"Bearer {TOKEN}"})
+    assert bearer.json() == {"auth": True, "via": "token"}
+    guarded.post("/api/login", json={"token": TOKEN})
+    assert guarded.get("/api/session").json() == {"auth": True, "via": "session"}

@@ -180,11 +180,17 @@ def is_public(path: str) -> bool:
     return path.startswith("/static/") and path.removeprefix("/static/") in PUBLIC_STATIC
 
 
-def wants_html(scope: Scope) -> bool:
-    """A browser navigating (GET of a page), which gets a redirect to /login instead of a JSON 401."""
-    if scope["method"] != "GET" or scope["path"] not in ("/", "/index.html"):
-        return False
-    return "text/html" in Headers(scope=scope).get("accept", "")
+#: Pages a browser navigates to -> the ``next=`` that brings it back after the login ("": the dashboard).
+PAGES = {"/": "", "/index.html": "", "/docs": "docs", "/redoc": "redoc"}
+
+
+def login_redirect(scope: Scope) -> bytes | None:
+    """For a browser navigating to a page (GET, Accept: text/html), where to send it instead of a JSON 401: the login
+    page, by a relative URL (every page is at the top level, so a reverse proxy's path prefix stays)."""
+    after = PAGES.get(scope["path"])
+    if scope["method"] != "GET" or after is None or "text/html" not in Headers(scope=scope).get("accept", ""):
+        return None
+    return b"login" + (b"?next=" + after.encode() if after else b"")
 
 
 class AuthMiddleware:
@@ -202,8 +208,9 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         status, reason = refused
-        if status == 401 and wants_html(scope):
-            await _send(send, 303, b"", [(b"location", b"/login")])
+        login = login_redirect(scope) if status == 401 else None
+        if login is not None:
+            await _send(send, 303, b"", [(b"location", login)])
             return
         headers = [(b"content-type", b"application/json")]
         if status == 429:
