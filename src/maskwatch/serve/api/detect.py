@@ -23,6 +23,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from maskwatch.imaging import MAX_PIXELS, ImageLoadError, decode_rgb
 from maskwatch.serve.api.models import DetectOut, Problem
@@ -130,11 +131,14 @@ async def capped(request: Request, limit: int, setting: str = "http.max_upload_b
     """The request body as it arrives, cut at ``limit`` bytes with 413 (it is never read whole first)."""
     refuse_declared(request, limit, setting)
     seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            raise HTTPException(status_code=413, detail=f"request body is over the {limit:,}-byte limit ({setting})")
-        yield chunk
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                raise HTTPException(status_code=413, detail=f"request body is over the {limit:,}-byte limit ({setting})")
+            yield chunk
+    except ClientDisconnect:  # the client's doing, not a server error: no traceback in the log (nobody reads this)
+        raise HTTPException(status_code=400, detail="the client went away before the body arrived") from None
 
 
 async def read_upload(request: Request, limit: int) -> tuple[str, bytes]:
