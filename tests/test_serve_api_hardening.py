@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
 from tests.api_support import TOKEN, build_app  # noqa: E402
 
 from maskwatch.serve.store import Store  # noqa: E402
@@ -111,3 +112,21 @@ def test_the_page_can_ask_whether_auth_is_on_and_how_it_got_in(tmp_path: Path):
     assert bearer.json() == {"auth": True, "via": "token"}
     guarded.post("/api/login", json={"token": TOKEN})
     assert guarded.get("/api/session").json() == {"auth": True, "via": "session"}
+
+
+def test_a_websocket_route_added_later_cannot_forget_auth(tmp_path: Path):
+    """The middleware guards every path; a websocket (its own ASGI scope type) must not slip past it."""
+    app = guarded_app(tmp_path)
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    app.add_api_websocket_route("/api/live", echo)
+    client = TestClient(app)
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/api/live") as socket:
+        socket.receive_text()
+    assert refused.value.code == 1008
+    with client.websocket_connect("/api/live", headers={"authorization": f"Bearer {TOKEN}"}) as socket:
+        assert socket.receive_text() == "hello"

@@ -145,7 +145,7 @@ class Authenticator:
 
     def decide(self, scope: Scope) -> tuple[int, str] | None:
         """None: let the request through; else (status, reason) to refuse it with."""
-        path, method = scope["path"], scope["method"]
+        path, method = scope["path"], scope.get("method", "GET")  # a websocket has no method: a read
         if not self.enabled or is_public(path):
             return None
         headers = Headers(scope=scope)
@@ -200,7 +200,7 @@ class AuthMiddleware:
         self.app, self.auth = app, auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
         refused = self.auth.decide(scope)
@@ -208,6 +208,10 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         status, reason = refused
+        if scope["type"] == "websocket":  # refused before the handshake completes (1008: policy violation)
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+            return
         login = login_redirect(scope) if status == 401 else None
         if login is not None:
             await _send(send, 303, b"", [(b"location", login)])
