@@ -178,3 +178,38 @@ def test_streams_need_the_token_too(store: Store):
             assert response.status_code == 200 and next(response.iter_lines()).startswith("retry:")
     finally:
         server.server.stop()
+
+
+def test_logging_out_ends_the_streams_of_that_session(store: Store):
+    """A session that ends (logout, or expiry) must not keep watching: its open MJPEG and SSE streams end too."""
+    server = Running(store, token=TOKEN, stream_fps=20)
+    ended: dict[str, bool] = {}
+
+    def watch(kind: str, path: str, cookies: dict) -> None:
+        try:
+            with httpx.stream("GET", f"{server.url}{path}", cookies=cookies, timeout=30) as response:
+                assert response.status_code == 200
+                for _ in response.iter_bytes():
+                    pass
+            ended[kind] = True
+        except httpx.HTTPError:
+            ended[kind] = True
+
+    try:
+        login = httpx.post(f"{server.url}/api/login", json={"token": TOKEN}, timeout=5)
+        cookies = dict(login.cookies)
+        watchers = [
+            threading.Thread(target=watch, args=(kind, path, cookies), daemon=True)
+            for kind, path in (("sse", "/api/events/stream"), ("mjpeg", "/api/cameras/door/stream"))
+        ]
+        for watcher in watchers:
+            watcher.start()
+        assert wait_for(lambda: server.open_streams == {"mjpeg": 1, "sse": 1}, 5)
+        out = httpx.post(f"{server.url}/api/logout", cookies=cookies, headers={"x-csrf-token": login.json()["csrf"]}, timeout=5)
+        assert out.status_code == 204
+        for watcher in watchers:
+            watcher.join(15)
+        assert ended == {"sse": True, "mjpeg": True}
+        assert wait_for(lambda: server.open_streams == {"mjpeg": 0, "sse": 0}, 5)
+    finally:
+        server.server.stop()

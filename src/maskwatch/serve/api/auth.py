@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
@@ -161,6 +162,16 @@ class Authenticator:
             if not sent or not same(sent, cookies.get(CSRF_COOKIE, "")) or not same(sent, session.csrf):
                 return 403, f"missing or wrong {CSRF_HEADER} header (it must equal the {CSRF_COOKIE} cookie)"
         return None
+
+    def stream_guard(self, scope: Scope) -> Callable[[], bool]:
+        """For a long-lived response (MJPEG, SSE) let in by :meth:`decide`: a check, made on each turn of its loop,
+        that turns False once the login session it came with has ended (logout or expiry). A token lasts as long
+        as the process, so a Bearer stream (or one without auth) goes on."""
+        headers = Headers(scope=scope)
+        if not self.enabled or headers.get("authorization"):
+            return lambda: True
+        sid = read_cookies(headers).get(SESSION_COOKIE, "")
+        return lambda: self.sessions.get(sid) is not None
 
     def _bearer(self, scope: Scope, headers: Headers, authorization: str) -> tuple[int, str] | None:
         """A token guess counts with the failed logins of its client: past the limit no token is even compared."""

@@ -82,10 +82,11 @@ def event_stream(request: Request) -> StreamingResponse:
 async def _sse(request: Request) -> AsyncIterator[bytes]:
     app = request.app.state
     keepalive = app.sse_keepalive_s
+    allowed = app.auth.stream_guard(request.scope)  # a logout or an expired session ends the stream (within ~1 s)
     async with app.hub.subscribe() as queue:
         yield b"retry: 3000\n: connected\n\n"
         next_ping = time.monotonic() + keepalive
-        while not app.streams.closing.is_set():
+        while not app.streams.closing.is_set() and allowed():
             try:
                 wait = min(1.0, max(0.0, next_ping - time.monotonic()))
                 name, event = await asyncio.wait_for(queue.get(), timeout=wait)
