@@ -12,6 +12,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
+from tests import serve_support  # noqa: E402
 from tests.api_support import TOKEN, build_app  # noqa: E402
 
 from maskwatch.serve.store import Store  # noqa: E402
@@ -130,3 +131,27 @@ def test_a_websocket_route_added_later_cannot_forget_auth(tmp_path: Path):
     assert refused.value.code == 1008
     with client.websocket_connect("/api/live", headers={"authorization": f"Bearer {TOKEN}"}) as socket:
         assert socket.receive_text() == "hello"
+
+
+# -- text parameters that SQLite takes and PostgreSQL refuses --
+
+postgres_url = serve_support.postgres_url  # fixture
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path: Path) -> Store:
+    url = f"sqlite:///{tmp_path / 'a.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = Store(url).open()
+    yield store
+    store.close()
+
+
+def test_a_nul_or_control_character_in_a_parameter_is_a_4xx_on_every_store(any_store: Store):
+    """PostgreSQL refuses NUL in text (a DataError, so a 500): the API refuses it first, whatever the store."""
+    client = TestClient(build_app(any_store), raise_server_exceptions=False)
+    for path in ("/api/events?camera=%00", "/api/events?camera=a%00b&label=nomask", "/api/stats?camera=%00"):
+        response = client.get(path)
+        assert response.status_code == 422 and response.json()["detail"].startswith("camera:"), (path, response.text)
+    for path in ("/api/events/%00", "/api/events/a%00b/snapshot.jpg", "/api/events/a%0Ab"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.json()["detail"].startswith("no event"), (path, response.text)
