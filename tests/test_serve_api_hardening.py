@@ -155,3 +155,18 @@ def test_a_nul_or_control_character_in_a_parameter_is_a_4xx_on_every_store(any_s
     for path in ("/api/events/%00", "/api/events/a%00b/snapshot.jpg", "/api/events/a%0Ab"):
         response = client.get(path)
         assert response.status_code == 404 and response.json()["detail"].startswith("no event"), (path, response.text)
+
+
+def test_a_basic_auth_header_from_a_proxy_in_front_is_neither_a_guess_nor_a_csrf_pass(guarded: TestClient):
+    """nginx with ``auth_basic`` in front passes the browser's ``Authorization: Basic`` on: it is not a token attempt
+    (the session cookie decides, no lockout) and, being sent by the browser on its own, no exemption from CSRF."""
+    basic = {"authorization": "Basic dXNlcjpwYXNz"}
+    assert guarded.get("/api/events", headers=basic).status_code == 401  # no session yet
+    login = guarded.post("/api/login", json={"token": TOKEN}, headers=basic)
+    assert login.status_code == 200
+    for _ in range(12):
+        assert guarded.get("/api/events", headers=basic).status_code == 200
+    assert guarded.get("/api/session", headers=basic).json() == {"auth": True, "via": "session"}
+    refused = guarded.post("/api/logout", headers=basic)
+    assert refused.status_code == 403 and "x-csrf-token" in refused.json()["detail"]
+    assert guarded.post("/api/logout", headers={**basic, "x-csrf-token": login.json()["csrf"]}).status_code == 204

@@ -150,9 +150,9 @@ class Authenticator:
         if not self.enabled or is_public(path):
             return None
         headers = Headers(scope=scope)
-        authorization = headers.get("authorization", "")
-        if authorization:
-            return self._bearer(scope, headers, authorization)
+        given = bearer_of(headers)
+        if given is not None:
+            return self._bearer(scope, headers, given)
         cookies = read_cookies(headers)
         session = self.sessions.get(cookies.get(SESSION_COOKIE, ""))
         if session is None:
@@ -168,21 +168,27 @@ class Authenticator:
         that turns False once the login session it came with has ended (logout or expiry). A token lasts as long
         as the process, so a Bearer stream (or one without auth) goes on."""
         headers = Headers(scope=scope)
-        if not self.enabled or headers.get("authorization"):
+        if not self.enabled or bearer_of(headers) is not None:
             return lambda: True
         sid = read_cookies(headers).get(SESSION_COOKIE, "")
         return lambda: self.sessions.get(sid) is not None
 
-    def _bearer(self, scope: Scope, headers: Headers, authorization: str) -> tuple[int, str] | None:
+    def _bearer(self, scope: Scope, headers: Headers, given: str) -> tuple[int, str] | None:
         """A token guess counts with the failed logins of its client: past the limit no token is even compared."""
         client = self.client(scope, headers)
         if self.failed.too_many(client):
             return 429, TOO_MANY
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() == "bearer" and self.check_token(given.strip()):
+        if self.check_token(given):
             return None  # a Bearer request is not a browser's ambient credential: no CSRF check
         self.failed.add(client)
         return 401, "wrong token (Authorization: Bearer TOKEN)"
+
+
+def bearer_of(headers: Headers) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN``, else None. Other schemes are not ours: a browser sends the Basic
+    credentials of a proxy in front on its own, so they are neither a token guess nor a pass around the CSRF check."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
 
 
 def is_public(path: str) -> bool:

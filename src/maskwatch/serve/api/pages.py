@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from maskwatch.serve.api.auth import CSRF_COOKIE, SESSION_COOKIE, TOO_MANY, Authenticator, read_cookies
+from maskwatch.serve.api.auth import CSRF_COOKIE, SESSION_COOKIE, TOO_MANY, Authenticator, bearer_of, read_cookies
 from maskwatch.serve.api.detect import capped, refuse_declared
 from maskwatch.serve.api.models import LoginOut, Problem, SessionOut
 
@@ -152,7 +152,7 @@ def session_info(request: Request) -> dict:
     auth = auth_of(request)
     if not auth.enabled:
         return {"auth": False, "via": "none"}
-    return {"auth": True, "via": "token" if request.headers.get("authorization") else "session"}
+    return {"auth": True, "via": "token" if bearer_of(request.headers) is not None else "session"}
 
 
 @pages.post("/api/logout", tags=["auth"], status_code=204, responses={401: {"model": Problem}, 403: {"model": Problem}})
