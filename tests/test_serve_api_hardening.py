@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -170,3 +171,25 @@ def test_a_basic_auth_header_from_a_proxy_in_front_is_neither_a_guess_nor_a_csrf
     refused = guarded.post("/api/logout", headers=basic)
     assert refused.status_code == 403 and "x-csrf-token" in refused.json()["detail"]
     assert guarded.post("/api/logout", headers={**basic, "x-csrf-token": login.json()["csrf"]}).status_code == 204
+
+
+# -- privacy: a pixelated face stays unrecognisable however close it is to the camera --
+
+
+def test_a_large_face_is_pixelated_into_a_few_blocks_not_size_over_8():
+    """Blocks of a fixed 8 pixels leave a 480-pixel close-up face as a 60x60 picture of itself (recognisable):
+    the live view and snapshots must cut every face to a few blocks across."""
+    from maskwatch.draw import MAX_BLOCKS, blur_faces
+    from maskwatch.serve.snapshots import privacy_image
+
+    yy, xx = np.mgrid[0:600, 0:800]
+    image = np.stack([(xx * 7 + yy * 3) % 256, (xx * 5) % 256, (yy * 11) % 256], axis=-1).astype(np.uint8)
+    for box, hidden in (((100, 50, 580, 530), True), ((20, 20, 36, 40), True)):
+        out = privacy_image(image, np.array([box], np.float32), (700, 500, 760, 560), "all")
+        x1, y1, x2, y2 = box
+        region = out[y1:y2, x1:x2]
+        blocks_across = len(np.unique(region[region.shape[0] // 2, :, 0]))
+        blocks_down = len(np.unique(region[:, region.shape[1] // 2, 0]))
+        assert hidden and 1 <= blocks_across <= MAX_BLOCKS and 1 <= blocks_down <= MAX_BLOCKS, (box, blocks_across)
+    tiny = blur_faces(image, [type("F", (), {"box": np.array([10, 10, 11, 11], np.float32)})()])
+    assert np.array_equal(tiny, image)  # under 2 pixels: nothing to hide
