@@ -193,3 +193,28 @@ def test_a_large_face_is_pixelated_into_a_few_blocks_not_size_over_8():
         assert hidden and 1 <= blocks_across <= MAX_BLOCKS and 1 <= blocks_down <= MAX_BLOCKS, (box, blocks_across)
     tiny = blur_faces(image, [type("F", (), {"box": np.array([10, 10, 11, 11], np.float32)})()])
     assert np.array_equal(tiny, image)  # under 2 pixels: nothing to hide
+
+
+def test_a_login_body_that_never_arrives_gets_408_on_a_real_server(tmp_path: Path):
+    """The login is open to anyone: a body trickled (or never sent) must not hold a connection and a task for ever."""
+    import json
+    import socket
+
+    from tests.test_serve_api_detect import read_response
+
+    from maskwatch.serve.http import HttpServer
+
+    port = serve_support.free_port()
+    server = HttpServer(guarded_app(tmp_path, upload_timeout_s=1), "127.0.0.1", port).start()
+    try:
+        for kind in ("application/json", "application/x-www-form-urlencoded"):
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+                sock.sendall(
+                    f"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nContent-Type: {kind}\r\n\r\n".encode()
+                )
+                sock.sendall(b'{"tok' if kind.endswith("json") else b"tok")  # ... and nothing more
+                status, body = read_response(sock)
+            assert status.startswith("HTTP/1.1 408"), (kind, status)
+            assert json.loads(body)["detail"] == "the login did not arrive within 1 s"
+    finally:
+        server.stop()

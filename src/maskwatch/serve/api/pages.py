@@ -8,6 +8,7 @@ import logging
 import re
 from pathlib import Path
 
+import anyio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -101,7 +102,7 @@ async def _given_token(request: Request) -> tuple[str, str | None]:
     "/api/login",
     tags=["auth"],
     response_model=LoginOut,
-    responses={code: {"model": Problem} for code in (400, 401, 413, 415, 422, 429)},
+    responses={code: {"model": Problem} for code in (400, 401, 408, 413, 415, 422, 429)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -124,7 +125,12 @@ async def login(request: Request) -> Response:
     client = auth.client(request.scope, request.headers)
     if auth.failed.too_many(client):
         raise HTTPException(status_code=429, detail=TOO_MANY, headers={"Retry-After": "60"})
-    token, after = await _given_token(request)
+    limit_s = request.app.state.http.upload_timeout_s
+    try:
+        with anyio.fail_after(limit_s):  # open to anyone: a trickled body must not hold a connection for ever
+            token, after = await _given_token(request)
+    except TimeoutError:
+        raise HTTPException(status_code=408, detail=f"the login did not arrive within {limit_s:g} s") from None
     if not auth.check_token(token):
         auth.failed.add(client)
         log.warning("http: failed login from %s", client)
