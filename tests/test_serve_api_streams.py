@@ -76,7 +76,8 @@ def test_mjpeg_sends_jpeg_parts_and_ends_when_the_client_goes(running: Running):
         assert response.headers["content-type"] == "multipart/x-mixed-replace; boundary=maskwatch-frame"
         assert response.headers["x-accel-buffering"] == "no"
         data = b""
-        for chunk in response.iter_bytes():
+        chunks = response.iter_bytes()  # kept: a dropped iterator closes the connection (and the stream with it)
+        for chunk in chunks:
             data += chunk
             if data.count(b"--maskwatch-frame\r\n") >= 3:
                 break
