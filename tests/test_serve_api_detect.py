@@ -17,7 +17,7 @@ pytest.importorskip("python_multipart")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from tests.api_support import FakePipeline, build_app, png_bytes  # noqa: E402
-from tests.serve_support import free_port  # noqa: E402
+from tests.serve_support import free_port, wait_for  # noqa: E402
 
 from maskwatch.serve.api import ServiceHooks  # noqa: E402
 from maskwatch.serve.api.detect import DetectPool  # noqa: E402
@@ -233,3 +233,25 @@ def test_the_real_pipeline_answers_exactly_as_detect_json_does(store: Store, tmp
     response = client.post("/api/detect", files={"file": ("astronaut.jpg", sample.read_bytes(), "image/jpeg")})
     assert response.status_code == 200, response.text
     assert response.json() == {**expected, "source": "astronaut.jpg"} and expected["faces"]
+
+
+def test_a_client_that_goes_mid_upload_frees_its_place_without_an_error_log(store: Store, caplog):
+    """A dropped upload is the client's doing, not a server error: its place is freed and no traceback is logged."""
+    import logging
+
+    from maskwatch.serve.http import HttpServer
+
+    caplog.set_level(logging.WARNING)
+    port = free_port()
+    app = build_app(store)
+    server = HttpServer(app, "127.0.0.1", port).start()
+    receiving, _detecting = app.state.detect_admission
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = "POST /api/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
+            sock.sendall(head.encode() + b"--b\r\n")
+            assert wait_for(lambda: receiving.busy == 1, 5)
+        assert wait_for(lambda: receiving.busy == 0, 5)
+    finally:
+        server.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

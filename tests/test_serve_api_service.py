@@ -37,10 +37,18 @@ def long_clip(tmp_path_factory) -> Path:
     return write_clip([background()] * 200, tmp_path_factory.mktemp("clip") / "long.mp4", fps=10)
 
 
+#: The people step in only once this is set: a test listening to SSE first subscribes, then lets them in (else the
+#: event could start, on a loaded machine, before the listener's connection is up, and the test would wait in vain).
+PEOPLE_IN = threading.Event()
+
+
 def infer(items):
     """Every frame: a person without a mask (raises an event) and one with a mask (a bystander)."""
     out = []
     for _camera, _image in items:
+        if not PEOPLE_IN.is_set():
+            out.append([])
+            continue
         out.append([
             Face(box=np.array([100, 100, 180, 200], np.float32), label="without_mask", score=0.96, probs=WITHOUT, face_score=0.9),
             Face(box=np.array([400, 100, 480, 200], np.float32), label="with_mask", score=0.97, probs=WITH, face_score=0.9),
@@ -57,9 +65,11 @@ def service(long_clip: Path, tmp_path: Path) -> Iterator[tuple[Service, str]]:
          "http": {"port": port, "token": TOKEN}}
     )  # fmt: skip
     running = Service(config, infer=infer)
+    PEOPLE_IN.clear()
     try:
         yield running, f"http://127.0.0.1:{port}"
     finally:
+        PEOPLE_IN.set()
         running.shutdown()
 
 
@@ -78,6 +88,8 @@ def test_a_running_service_serves_live_view_events_readiness_and_metrics(service
     running.start()
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
+    assert wait_for(lambda: running.hub.subscribers == 1, 20), "the SSE listener did not connect"
+    PEOPLE_IN.set()
     assert wait_for(lambda: bool(started), 20), "no SSE start from the running service"
     event = started[0]
     assert event["camera"] == "cam" and event["label"] == "without_mask" and event["node"] == "n1"

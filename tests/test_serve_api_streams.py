@@ -76,7 +76,8 @@ def test_mjpeg_sends_jpeg_parts_and_ends_when_the_client_goes(running: Running):
         assert response.headers["content-type"] == "multipart/x-mixed-replace; boundary=maskwatch-frame"
         assert response.headers["x-accel-buffering"] == "no"
         data = b""
-        for chunk in response.iter_bytes():
+        chunks = response.iter_bytes()  # kept: a dropped iterator closes the connection (and the stream with it)
+        for chunk in chunks:
             data += chunk
             if data.count(b"--maskwatch-frame\r\n") >= 3:
                 break
@@ -88,7 +89,7 @@ def test_mjpeg_sends_jpeg_parts_and_ends_when_the_client_goes(running: Running):
     assert wait_for(lambda: running.open_streams["mjpeg"] == 0, 5), "the stream went on after the client left"
 
 
-def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Running, store: Store, tmp_path: Path):
+def test_sse_sends_start_update_and_end_of_stored_events_and_keepalives(running: Running, store: Store, tmp_path: Path):
     """Through the real store writer: each message comes after its row is committed (the page can fetch it at once)."""
     seen_in_store = []
 
@@ -104,7 +105,8 @@ def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Runnin
         assert next(messages) == {"comment": "connected"}
         assert wait_for(lambda: running.hub.subscribers == 1, 5)
         writer.submit([EventMessage("new", make_event(1))], [])
-        writer.submit([EventMessage("update", make_event(1, score=0.97))], [])  # no SSE message for updates
+        writer.submit([EventMessage("update", make_event(1, score=0.97))], [])  # a better score (and snapshot)
+        writer.submit([EventMessage("seen", make_event(1, score=0.97))], [])  # a last_seen refresh: no message
         writer.submit([EventMessage("end", make_event(1, end_time=1_780_000_009.0))], [])
         for message in messages:
             got.append(message)
@@ -113,8 +115,9 @@ def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Runnin
         assert next(m for m in messages if "comment" in m) == {"comment": "keep-alive"}  # quiet now: a keep-alive
     writer.close()
     events = [m for m in got if "event" in m]
-    assert [m["event"] for m in events] == ["start", "end"]
-    assert events[0]["data"]["id"] == "door-0001" and events[1]["data"]["end_time"] == "2026-05-28T20:26:49.000Z"
+    assert [m["event"] for m in events] == ["start", "update", "end"]
+    assert events[0]["data"]["id"] == "door-0001" and events[2]["data"]["end_time"] == "2026-05-28T20:26:49.000Z"
+    assert events[1]["data"]["score"] == 0.97 and events[1]["data"]["end_time"] is None
     assert set(events[0]["data"]) == {
         "id",
         "camera",
@@ -127,7 +130,7 @@ def test_sse_sends_start_and_end_of_stored_events_and_keepalives(running: Runnin
         "snapshot",
         "node",
     }
-    assert seen_in_store == [True, True, True]  # new, update, end: each told after its commit
+    assert seen_in_store == [True, True, True]  # new, update, end: each told after its commit (seen: never told)
     assert wait_for(lambda: running.hub.subscribers == 0 and running.open_streams["sse"] == 0, 5)
 
 
@@ -174,5 +177,40 @@ def test_streams_need_the_token_too(store: Store):
         headers = {"authorization": f"Bearer {TOKEN}"}
         with httpx.stream("GET", f"{server.url}/api/events/stream", headers=headers, timeout=5) as response:
             assert response.status_code == 200 and next(response.iter_lines()).startswith("retry:")
+    finally:
+        server.server.stop()
+
+
+def test_logging_out_ends_the_streams_of_that_session(store: Store):
+    """A session that ends (logout, or expiry) must not keep watching: its open MJPEG and SSE streams end too."""
+    server = Running(store, token=TOKEN, stream_fps=20)
+    ended: dict[str, bool] = {}
+
+    def watch(kind: str, path: str, cookies: dict) -> None:
+        try:
+            with httpx.stream("GET", f"{server.url}{path}", cookies=cookies, timeout=30) as response:
+                assert response.status_code == 200
+                for _ in response.iter_bytes():
+                    pass
+            ended[kind] = True
+        except httpx.HTTPError:
+            ended[kind] = True
+
+    try:
+        login = httpx.post(f"{server.url}/api/login", json={"token": TOKEN}, timeout=5)
+        cookies = dict(login.cookies)
+        watchers = [
+            threading.Thread(target=watch, args=(kind, path, cookies), daemon=True)
+            for kind, path in (("sse", "/api/events/stream"), ("mjpeg", "/api/cameras/door/stream"))
+        ]
+        for watcher in watchers:
+            watcher.start()
+        assert wait_for(lambda: server.open_streams == {"mjpeg": 1, "sse": 1}, 5)
+        out = httpx.post(f"{server.url}/api/logout", cookies=cookies, headers={"x-csrf-token": login.json()["csrf"]}, timeout=5)
+        assert out.status_code == 204
+        for watcher in watchers:
+            watcher.join(15)
+        assert ended == {"sse": True, "mjpeg": True}
+        assert wait_for(lambda: server.open_streams == {"mjpeg": 0, "sse": 0}, 5)
     finally:
         server.server.stop()

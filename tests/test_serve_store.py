@@ -129,6 +129,23 @@ def test_unreachable_store_at_start_is_one_clear_error():
         Store("nosuchdb://x")
 
 
+def test_a_store_password_never_reaches_an_error_or_the_log(tmp_path, caplog):
+    """The store URL is shown in errors, at start and by ``serve --check``: always with its password masked."""
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app as cli_app
+
+    with pytest.raises(StoreError) as caught:
+        Store("postgresql://maskwatch:hunter2-secret@127.0.0.1:1/nothing", connect_timeout_s=1).open()
+    assert "hunter2" not in str(caught.value) and "maskwatch:***@127.0.0.1:1" in str(caught.value)
+    config = tmp_path / "serve.yaml"
+    config.write_text("cameras: {a: {source: a.mp4}}\nstore: postgresql://maskwatch:hunter2-secret@127.0.0.1:1/x\n")
+    checked = CliRunner().invoke(cli_app, ["serve", "--config", str(config), "--check"])
+    assert checked.exit_code == 0 and "hunter2" not in checked.output and "maskwatch:***@" in checked.output
+    started = CliRunner().invoke(cli_app, ["serve", "--config", str(config)])
+    assert started.exit_code == 2 and "hunter2" not in started.output + caplog.text
+
+
 def test_a_newer_schema_is_refused(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'e.db'}").open()
     with store.engine.begin() as conn:

@@ -60,7 +60,9 @@ def register(app: typer.Typer, fail: Callable[[str], None]) -> None:
             fail(problem)
         if check:
             cameras = ", ".join(c.name for c in settings.resolved_cameras())
-            typer.echo(f"{config}: ok ({len(settings.cameras)} camera(s): {cameras}; store {settings.store})")
+            from maskwatch.serve.store import redacted
+
+            typer.echo(f"{config}: ok ({len(settings.cameras)} camera(s): {cameras}; store {redacted(settings.store)})")
             return
         from maskwatch.runtime.classifier import ModelFileError
         from maskwatch.serve.service import Service

@@ -12,8 +12,14 @@ COLOURS = {"with_mask": (46, 204, 64), "without_mask": (255, 65, 54), "mask_inco
 UNCERTAIN = (170, 170, 170)
 
 
+#: Blocks across a pixelated face, at most: blocks of a fixed size would leave a close-up face as a small but
+#: recognisable picture of itself (480 pixels in 8-pixel blocks is 60x60); this many are too few for that.
+MAX_BLOCKS = 6
+
+
 def blur_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """Privacy: pixelate every face box (works at any face size, unlike a fixed-kernel blur)."""
+    """Privacy: pixelate every face box into at most :data:`MAX_BLOCKS` blocks across (8-pixel blocks when smaller),
+    so a face is as unrecognisable close to the camera as far from it."""
     out = image.copy()
     height, width = out.shape[:2]
     for face in faces:
@@ -21,7 +27,8 @@ def blur_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
         if x2 - x1 < 2 or y2 - y1 < 2:
             continue
         region = out[y1:y2, x1:x2]
-        small = cv2.resize(region, (max(1, (x2 - x1) // 8), max(1, (y2 - y1) // 8)), interpolation=cv2.INTER_AREA)
+        block = max(8, -(-max(x2 - x1, y2 - y1) // MAX_BLOCKS))  # ceil: the longer side gets MAX_BLOCKS at most
+        small = cv2.resize(region, (max(1, (x2 - x1) // block), max(1, (y2 - y1) // block)), interpolation=cv2.INTER_AREA)
         out[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
     return out
 

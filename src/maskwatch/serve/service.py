@@ -17,7 +17,7 @@ from maskwatch.serve.config import ServeConfig, exposure_problem
 from maskwatch.serve.delivery import Deliverers, MqttDelivery, WebhookDelivery
 from maskwatch.serve.events import EventEngine, iso
 from maskwatch.serve.http import HttpServer, ServiceHooks, create_app
-from maskwatch.serve.store import Store
+from maskwatch.serve.store import Store, redacted
 from maskwatch.serve.worker import BatchInference, CameraWork, Infer, LiveFrame, run_worker
 from maskwatch.serve.writer import StoreWriter
 
@@ -79,7 +79,7 @@ class Service:
             target=run_worker, args=(self.works, infer, self.writer.submit, self.stop_event), name="worker", daemon=True
         )
         self._worker.start()
-        log.info("serving %d camera(s) as node %s; store %s", len(self.readers), self.node, self.config.store)
+        log.info("serving %d camera(s) as node %s; store %s", len(self.readers), self.node, redacted(self.config.store))
         return self
 
     def _app(self):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def ceil_hour(t: float) -> str:
     return hour_of(math.ceil(t / 3600) * 3600)
 
 
+def redacted(url: str) -> str:
+    """``url`` (or a message holding URLs) with each password as ``***``: what errors, logs and ``--check`` show."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def _normalise_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here (the driver the extra installs)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -118,7 +124,7 @@ class Store:
                 args = {"connect_timeout": int(max(1, connect_timeout_s))} if full.startswith("postgresql") else {}
                 self.engine = sa.create_engine(full, connect_args=args, pool_pre_ping=True)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
-            raise StoreError(f"store {url!r}: unusable URL ({error})") from None
+            raise StoreError(redacted(f"store {url!r}: unusable URL ({error})")) from None
 
     def open(self) -> Store:
         """Connect, create tables and check the schema version (one clear error when unreachable)."""
@@ -133,11 +139,11 @@ class Store:
                     conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
                 elif found > SCHEMA_VERSION:
                     raise StoreError(
-                        f"store {self.url!r}: schema version {found} is newer than this maskwatch ({SCHEMA_VERSION})"
+                        f"store {redacted(self.url)!r}: schema version {found} is newer than this maskwatch ({SCHEMA_VERSION})"
                     )
         except sa.exc.SQLAlchemyError as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-            raise StoreError(f"store {self.url!r}: cannot open ({reason})") from None
+            raise StoreError(redacted(f"store {self.url!r}: cannot open ({reason})")) from None
         return self
 
     def close(self) -> None:

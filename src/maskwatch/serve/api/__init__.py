@@ -111,7 +111,8 @@ def create_app(
 
 def _openapi(app: FastAPI) -> dict:
     """FastAPI's document, saying what this app really sends on 422 (``{"detail": "one line"}``, see
-    :func:`_validation_error`) and that with a token every route but the probes and the login may answer 401."""
+    :func:`_validation_error`) and that with a token every route but the probes and the login may answer 401 (429
+    past the wrong-token limit)."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -124,9 +125,8 @@ def _openapi(app: FastAPI) -> dict:
             if "422" in responses:
                 responses["422"] = {"description": "Invalid request", "content": {"application/json": {"schema": problem}}}
             if not is_public(path) and app.state.auth.enabled:
-                responses.setdefault(
-                    "401", {"description": "Not logged in", "content": {"application/json": {"schema": problem}}}
-                )
+                for code, why in (("401", "Not logged in"), ("429", "Too many wrong tokens from this client")):
+                    responses.setdefault(code, {"description": why, "content": {"application/json": {"schema": problem}}})
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = Problem.model_json_schema()
     for unused in ("HTTPValidationError", "ValidationError"):

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
@@ -34,6 +35,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_SESSIONS = 10_000
 #: Failed logins per client allowed per minute (a token is not guessable, but a typo loop should not hammer us).
 MAX_FAILED_LOGINS = 10
+TOO_MANY = "too many failed logins or wrong tokens; wait a minute"
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,9 @@ class Authenticator:
         return self.trust_proxy and forwarded == "https"
 
     def client(self, scope: Scope, headers: Headers) -> str:
-        """Who is calling, for the failed-login count: the peer, or (only with ``trust_proxy``) X-Forwarded-For's first."""
-        forwarded = headers.get("x-forwarded-for", "").split(",")[0].strip()
+        """Who is calling, for the failed-guess count: the peer, or (only with ``trust_proxy``) X-Forwarded-For's last
+        entry, the one the proxy appended (``$proxy_add_x_forwarded_for``); the entries before it are the client's say."""
+        forwarded = ",".join(headers.getlist("x-forwarded-for")).split(",")[-1].strip()
         if self.trust_proxy and forwarded:
             return forwarded
         peer = scope.get("client")
@@ -143,16 +146,13 @@ class Authenticator:
 
     def decide(self, scope: Scope) -> tuple[int, str] | None:
         """None: let the request through; else (status, reason) to refuse it with."""
-        path, method = scope["path"], scope["method"]
+        path, method = scope["path"], scope.get("method", "GET")  # a websocket has no method: a read
         if not self.enabled or is_public(path):
             return None
         headers = Headers(scope=scope)
-        authorization = headers.get("authorization", "")
-        if authorization:
-            scheme, _, given = authorization.partition(" ")
-            if scheme.lower() == "bearer" and self.check_token(given.strip()):
-                return None  # a Bearer request is not a browser's ambient credential: no CSRF check
-            return 401, "wrong token (Authorization: Bearer TOKEN)"
+        given = bearer_of(headers)
+        if given is not None:
+            return self._bearer(scope, headers, given)
         cookies = read_cookies(headers)
         session = self.sessions.get(cookies.get(SESSION_COOKIE, ""))
         if session is None:
@@ -163,6 +163,33 @@ class Authenticator:
                 return 403, f"missing or wrong {CSRF_HEADER} header (it must equal the {CSRF_COOKIE} cookie)"
         return None
 
+    def stream_guard(self, scope: Scope) -> Callable[[], bool]:
+        """For a long-lived response (MJPEG, SSE) let in by :meth:`decide`: a check, made on each turn of its loop,
+        that turns False once the login session it came with has ended (logout or expiry). A token lasts as long
+        as the process, so a Bearer stream (or one without auth) goes on."""
+        headers = Headers(scope=scope)
+        if not self.enabled or bearer_of(headers) is not None:
+            return lambda: True
+        sid = read_cookies(headers).get(SESSION_COOKIE, "")
+        return lambda: self.sessions.get(sid) is not None
+
+    def _bearer(self, scope: Scope, headers: Headers, given: str) -> tuple[int, str] | None:
+        """A token guess counts with the failed logins of its client: past the limit no token is even compared."""
+        client = self.client(scope, headers)
+        if self.failed.too_many(client):
+            return 429, TOO_MANY
+        if self.check_token(given):
+            return None  # a Bearer request is not a browser's ambient credential: no CSRF check
+        self.failed.add(client)
+        return 401, "wrong token (Authorization: Bearer TOKEN)"
+
+
+def bearer_of(headers: Headers) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN``, else None. Other schemes are not ours: a browser sends the Basic
+    credentials of a proxy in front on its own, so they are neither a token guess nor a pass around the CSRF check."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
+
 
 def is_public(path: str) -> bool:
     if path in PUBLIC_PATHS:
@@ -170,11 +197,17 @@ def is_public(path: str) -> bool:
     return path.startswith("/static/") and path.removeprefix("/static/") in PUBLIC_STATIC
 
 
-def wants_html(scope: Scope) -> bool:
-    """A browser navigating (GET of a page), which gets a redirect to /login instead of a JSON 401."""
-    if scope["method"] != "GET" or scope["path"] not in ("/", "/index.html"):
-        return False
-    return "text/html" in Headers(scope=scope).get("accept", "")
+#: Pages a browser navigates to -> the ``next=`` that brings it back after the login ("": the dashboard).
+PAGES = {"/": "", "/index.html": "", "/docs": "docs", "/redoc": "redoc"}
+
+
+def login_redirect(scope: Scope) -> bytes | None:
+    """For a browser navigating to a page (GET, Accept: text/html), where to send it instead of a JSON 401: the login
+    page, by a relative URL (every page is at the top level, so a reverse proxy's path prefix stays)."""
+    after = PAGES.get(scope["path"])
+    if scope["method"] != "GET" or after is None or "text/html" not in Headers(scope=scope).get("accept", ""):
+        return None
+    return b"login" + (b"?next=" + after.encode() if after else b"")
 
 
 class AuthMiddleware:
@@ -184,7 +217,7 @@ class AuthMiddleware:
         self.app, self.auth = app, auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
         refused = self.auth.decide(scope)
@@ -192,10 +225,17 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         status, reason = refused
-        if status == 401 and wants_html(scope):
-            await _send(send, 303, b"", [(b"location", b"/login")])
+        if scope["type"] == "websocket":  # refused before the handshake completes (1008: policy violation)
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+            return
+        login = login_redirect(scope) if status == 401 else None
+        if login is not None:
+            await _send(send, 303, b"", [(b"location", login)])
             return
         headers = [(b"content-type", b"application/json")]
+        if status == 429:
+            headers.append((b"retry-after", b"60"))
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="maskwatch"'))
         await _send(send, status, json.dumps({"detail": reason}).encode(), headers)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from maskwatch.imaging import MAX_PIXELS, ImageLoadError, decode_rgb
 from maskwatch.serve.api.models import DetectOut, Problem
@@ -117,17 +118,27 @@ def admissions(max_concurrent_detect: int) -> tuple[Admission, Admission]:
     return receiving, detecting
 
 
-async def capped(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, cut at ``limit`` bytes with 413 (it is never read whole first)."""
+def refuse_declared(request: Request, limit: int, setting: str = "http.max_upload_bytes") -> None:
+    """413 at once for a Content-Length over ``limit`` (nothing of the body is read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status_code=413, detail=f"request body of {int(declared):,} bytes is over the {limit:,}-byte limit")
+        raise HTTPException(
+            status_code=413, detail=f"request body of {int(declared):,} bytes is over the {limit:,}-byte limit ({setting})"
+        )
+
+
+async def capped(request: Request, limit: int, setting: str = "http.max_upload_bytes") -> AsyncIterator[bytes]:
+    """The request body as it arrives, cut at ``limit`` bytes with 413 (it is never read whole first)."""
+    refuse_declared(request, limit, setting)
     seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            raise HTTPException(status_code=413, detail=f"request body is over the {limit:,}-byte limit (http.max_upload_bytes)")
-        yield chunk
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                raise HTTPException(status_code=413, detail=f"request body is over the {limit:,}-byte limit ({setting})")
+            yield chunk
+    except ClientDisconnect:  # the client's doing, not a server error: no traceback in the log (nobody reads this)
+        raise HTTPException(status_code=400, detail="the client went away before the body arrived") from None
 
 
 async def read_upload(request: Request, limit: int) -> tuple[str, bytes]:
@@ -201,4 +212,4 @@ def _decode_and_detect(run: Callable[[np.ndarray, str], dict], data: bytes, name
         raise HTTPException(status_code=503, detail=f"detection unavailable ({error})") from None
 
 
-__all__ = ["MAX_PIXELS", "DetectPool", "detect"]
+__all__ = ["MAX_PIXELS", "DetectPool", "capped", "detect", "refuse_declared"]

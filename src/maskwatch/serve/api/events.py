@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,6 +43,25 @@ def parse_time(name: str, text: str | None) -> float | None:
     return value
 
 
+#: No camera name or event id holds one, and PostgreSQL refuses NUL in text outright (a DataError, so a 500).
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def plain_text(name: str, text: str | None) -> str | None:
+    """``text`` unchanged; 422 naming the parameter when it holds a control character."""
+    if text is not None and CONTROL.search(text):
+        raise HTTPException(status_code=422, detail=f"{name}: control characters are not allowed")
+    return text
+
+
+def find_event(store: Store, event_id: str) -> dict:
+    """The stored event, or 404 (an id with a control character cannot exist: the store is not asked)."""
+    event = None if CONTROL.search(event_id) else store.get_event(event_id)
+    if event is None:
+        raise HTTPException(status_code=404, detail=f"no event {event_id!r}")
+    return event
+
+
 def parse_label(text: str | None) -> str | None:
     if not text:
         return None
@@ -62,7 +82,8 @@ def list_events(
 ) -> list[dict]:
     """Newest first."""
     since_t, until_t = parse_time("since", since), parse_time("until", until)
-    return store.query_events(camera=camera, label=parse_label(label), since=since_t, until=until_t, limit=limit)
+    camera, label = plain_text("camera", camera), parse_label(label)
+    return store.query_events(camera=camera, label=label, since=since_t, until=until_t, limit=limit)
 
 
 @events.get(
@@ -71,8 +92,9 @@ def list_events(
     responses={200: {"content": {"text/event-stream": {}}}, 503: {"model": Problem}},
 )
 def event_stream(request: Request) -> StreamingResponse:
-    """Server-sent events: ``event: start`` when an event opens, ``event: end`` when it ends; ``data`` is the event
-    JSON as in ``GET /api/events``; a ``: keep-alive`` comment every 15 s."""
+    """Server-sent events: ``event: start`` when an event opens, ``event: update`` when its best score (and snapshot)
+    improves, ``event: end`` when it ends; ``data`` is the event JSON as in ``GET /api/events``; a ``: keep-alive``
+    comment every 15 s."""
     slots = request.app.state.streams
     slots.take("sse")
     return slots.response("sse", _sse(request), "text/event-stream")
@@ -81,10 +103,11 @@ def event_stream(request: Request) -> StreamingResponse:
 async def _sse(request: Request) -> AsyncIterator[bytes]:
     app = request.app.state
     keepalive = app.sse_keepalive_s
+    allowed = app.auth.stream_guard(request.scope)  # a logout or an expired session ends the stream (within ~1 s)
     async with app.hub.subscribe() as queue:
         yield b"retry: 3000\n: connected\n\n"
         next_ping = time.monotonic() + keepalive
-        while not app.streams.closing.is_set():
+        while not app.streams.closing.is_set() and allowed():
             try:
                 wait = min(1.0, max(0.0, next_ping - time.monotonic()))
                 name, event = await asyncio.wait_for(queue.get(), timeout=wait)
@@ -98,10 +121,7 @@ async def _sse(request: Request) -> AsyncIterator[bytes]:
 
 @events.get("/{event_id}", response_model=EventOut, responses=NOT_FOUND)
 def get_event(event_id: str, store: Annotated[Store, Depends(get_store)]) -> dict:
-    event = store.get_event(event_id)
-    if event is None:
-        raise HTTPException(status_code=404, detail=f"no event {event_id!r}")
-    return event
+    return find_event(store, event_id)
 
 
 @events.get(
@@ -111,9 +131,7 @@ def get_event(event_id: str, store: Annotated[Store, Depends(get_store)]) -> dic
 )
 def event_snapshot(event_id: str, request: Request, store: Annotated[Store, Depends(get_store)]) -> FileResponse:
     """Each node serves its own snapshots; an event of another node says which node has the file."""
-    event = store.get_event(event_id)
-    if event is None:
-        raise HTTPException(status_code=404, detail=f"no event {event_id!r}")
+    event = find_event(store, event_id)
     if not event["snapshot"]:
         raise HTTPException(status_code=404, detail=f"event {event_id!r} has no snapshot")
     if event["node"] != request.app.state.node:

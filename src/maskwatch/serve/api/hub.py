@@ -11,8 +11,10 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-#: Store writer message types -> SSE event names (the dashboard listens for these two).
-SSE_NAMES = {"new": "start", "end": "end"}
+#: Store writer message types -> SSE event names. ``update`` is sent only when an open event's best score (and so its
+#: snapshot) improves by a margin, or a lost person comes back into it (see ``serve.events``): a few per event, never
+#: per frame; the page refreshes the row and its thumbnail. ``seen`` (a ``last_seen`` refresh) is not sent.
+SSE_NAMES = {"new": "start", "update": "update", "end": "end"}
 
 
 class Subscriber:
@@ -39,7 +41,7 @@ class EventHub:
         self.published = 0
 
     def publish(self, kind: str, event: dict) -> None:
-        """The store writer's ``on_stored``: ``new`` and ``end`` go out (as ``start`` / ``end``); updates do not."""
+        """The store writer's ``on_stored``: ``new``, ``update`` and ``end`` go out (as ``start``, ``update``, ``end``)."""
         name = SSE_NAMES.get(kind)
         if name is None:
             return

@@ -104,7 +104,7 @@ async def latest_jpg(request: Request, name: str) -> Response:
 )
 def mjpeg(request: Request, name: str, fps: float | None = Query(None, gt=0, le=30)) -> StreamingResponse:
     """MJPEG (``multipart/x-mixed-replace``) of the annotated frames, at most ``http.stream_fps`` (or ``fps``,
-    whichever is lower) per second; it ends when the client goes."""
+    whichever is lower) per second; it ends when the client goes or its login session ends."""
     known_camera(request, name)
     limit = request.app.state.http.stream_fps
     period = 1.0 / min(limit, fps or limit)
@@ -115,8 +115,9 @@ def mjpeg(request: Request, name: str, fps: float | None = Query(None, gt=0, le=
 
 async def _frames(request: Request, name: str, period: float) -> AsyncIterator[bytes]:
     live, closing = request.app.state.live, request.app.state.streams.closing
+    allowed = request.app.state.auth.stream_guard(request.scope)
     last_seq = -1
-    while not closing.is_set():
+    while not closing.is_set() and allowed():
         started = time.monotonic()
         jpeg = await run_in_threadpool(live.get, name)
         if jpeg is not None and jpeg[0] != last_seq:

@@ -83,5 +83,10 @@ class LoginOut(BaseModel):
     csrf: str = Field(description="the value to send as X-CSRF-Token (also in the maskwatch_csrf cookie)")
 
 
+class SessionOut(BaseModel):
+    auth: bool = Field(description="whether this server needs a token (false: it listens on loopback only)")
+    via: Literal["none", "token", "session"] = Field(description="how this request got in (session: the login cookie)")
+
+
 class Problem(BaseModel):
     detail: str

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from maskwatch.serve.api.events import get_store, parse_time
+from maskwatch.serve.api.events import get_store, parse_time, plain_text
 from maskwatch.serve.api.models import Problem, StatsRow
 from maskwatch.serve.store import Store
 
@@ -24,7 +24,8 @@ def get_stats(
 ) -> list[dict]:
     """People seen, compliant and non-compliant per camera and hour (UTC), summed over nodes, oldest first.
     ``hour`` is the bucket's start; with ``bucket=day`` it is midnight UTC."""
-    rows = store.counts_by_hour(camera=camera, since=parse_time("since", since), until=parse_time("until", until))
+    since_t, until_t = parse_time("since", since), parse_time("until", until)
+    rows = store.counts_by_hour(camera=plain_text("camera", camera), since=since_t, until=until_t)
     if bucket == "hour":
         return rows
     days: dict[tuple[str, str], dict] = {}

@@ -1,7 +1,7 @@
 // maskwatch dashboard: cameras, live events, hourly compliance and an image check, on the service's own API.
 // Standard ES modules, no build step, no third-party code; every text from the API goes in as text, never HTML.
 
-import { api, cookie, toLogin } from "./api.js";
+import { api, toLogin } from "./api.js";
 import { startCameras } from "./cameras.js";
 import { startChart } from "./chart.js";
 import { setCameraChoices, startEvents } from "./events.js";
@@ -18,9 +18,14 @@ async function logout() {
 
 function startHeader() {
   const button = document.getElementById("logout");
-  // the CSRF cookie is set by the login page: without it there is no session to end (a server without a token)
-  button.hidden = cookie("maskwatch_csrf") === null;
+  button.hidden = true;
   button.addEventListener("click", logout);
+  // the server says whether it needs a token and how this page got in: only a login session has a logout
+  api("api/session")
+    .then((session) => {
+      button.hidden = !(session?.auth && session.via === "session");
+    })
+    .catch(() => {});
   api("healthz")
     .then((health) => {
       document.getElementById("node").textContent = health?.node ? `node ${health.node}` : "";
