@@ -60,7 +60,9 @@ def main() -> None:
     calibration, held_out, held_labels = crops[0::2], crops[1::2], labels[1::2]
     for kind in args.types:
         print(f"quantising with {kind} weights on {len(calibration)} even val faces ...", flush=True)
-        paths[kind] = quantize_int8(paths["fp32"], work / f"{kind}.onnx", calibration, method="auto", weights=kind)
+        paths[kind] = quantize_int8(
+            paths["fp32"], work / f"{kind}.onnx", calibration, method="auto", weights=kind, selection_crops=held_out
+        )
 
     models = {kind: OnnxMaskClassifier(path) for kind, path in paths.items()}
     fp32 = models["fp32"]

@@ -54,6 +54,7 @@ def main() -> None:
         method="auto",
         weights=args.weights,
         calibration_source=f"{splits} (even val faces, {len(calibration)})",
+        selection_crops=held_out,
     )
     parity = check_parity(fp32, int8, held_out, held_labels)
     print(f"held-out val: fp32 {parity.fp32_accuracy:.4f}  int8 {parity.int8_accuracy:.4f}  agreement {parity.agreement:.4f}")

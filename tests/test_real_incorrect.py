@@ -124,6 +124,32 @@ def test_int8_export_records_its_weight_type_and_reference_outputs(int8_tiny: Pa
     assert check is not None and check.ok and check.max_logit_diff < 1e-3
 
 
+def test_mean_kl_is_zero_for_the_same_probabilities_and_grows_with_a_changed_ranking():
+    from maskwatch.export.quantize import mean_kl
+
+    reference = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    assert mean_kl(reference, reference) == pytest.approx(0.0, abs=1e-9)
+    same_argmax = np.array([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])  # agreement 1.0, but not the same probabilities
+    assert 0 < mean_kl(reference, same_argmax) < mean_kl(reference, reference[:, ::-1])
+
+
+def test_auto_calibration_keeps_the_method_closest_to_fp32(tiny_model, tmp_path: Path):
+    """``auto`` tries each method and records which it kept, and why, in the file."""
+    from maskwatch.export.quantize import AUTO_METHODS, mean_kl, quantize_int8, read_meta
+    from maskwatch.runtime.classifier import OnnxMaskClassifier
+
+    crops = [synthetic_face(label, 48, seed=i) for i, label in enumerate(["with_mask", "without_mask", "mask_incorrect"] * 4)]
+    fp32 = OnnxMaskClassifier(tiny_model[1]).predict_proba(crops)
+    divergence = {}
+    for method in AUTO_METHODS:
+        path = quantize_int8(tiny_model[1], tmp_path / f"{method}.onnx", crops, method=method)
+        divergence[method] = mean_kl(fp32, OnnxMaskClassifier(path).predict_proba(crops))
+    chosen = quantize_int8(tiny_model[1], tmp_path / "auto.onnx", crops, method="auto")
+    meta = read_meta(chosen)
+    assert meta["calibration"]["method"] == min(divergence, key=divergence.get)
+    assert "mean KL divergence from fp32" in meta["calibration"]["chosen_by"]
+
+
 def int8_weight_extremes(path: Path) -> tuple[int, int]:
     """Smallest and largest value over every int8 initializer (the quantised weights) of an ONNX file."""
     import onnx

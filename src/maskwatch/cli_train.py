@@ -185,7 +185,15 @@ def export_int8(
     (calib, _), (held_crops, held_labels) = held_out_parts(crops, labels)
     int8_path = fp32_path.with_name(fp32_path.stem + "_int8.onnx")
     try:
-        quantize_int8(fp32_path, int8_path, calib, method=method, weights=weights, calibration_source=str(calibration))
+        quantize_int8(
+            fp32_path,
+            int8_path,
+            calib,
+            method=method,
+            weights=weights,
+            calibration_source=str(calibration),
+            selection_crops=held_crops,
+        )
     except ValueError as error:  # a calibration set ONNX Runtime cannot quantise from: one line, not a traceback
         int8_path.unlink(missing_ok=True)
         fail(f"int8 quantisation failed ({str(error)[:200]}); int8 model not kept")
