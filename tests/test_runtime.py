@@ -247,3 +247,58 @@ def test_video_tracking_adds_ids_and_counts(pipeline, tmp_path: Path):
     assert [r["frame"] for r in records] == [0, 1, 2, 3, 4]
     assert all(r["faces"][0]["track_id"] == 1 for r in records)
     assert records[-1]["counts"]["people_seen"] == 1
+
+
+def _sample_clip(path: Path, frames: int = 12) -> Path:
+    """The public-domain sample portrait panning across a 320x240 frame (a real face for CenterFace)."""
+    _, image = default_sample_image()
+    face = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (160, 160))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(frames):
+        canvas = np.full((240, 320, 3), 90, np.uint8)
+        x = 10 + 12 * i
+        canvas[40:200, x : x + 160] = face
+        writer.write(canvas)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("detect_every", [1, 3])
+def test_frames_in_flight_give_the_results_of_one_frame_at_a_time(
+    centerface_file, tmp_path: Path, monkeypatch, detect_every: int
+):
+    """Two frames are detected at once (really: the calls overlap), and the JSON, tracks and carried frames are those
+    of a run that detects one frame at a time."""
+    import threading
+    import time
+
+    import maskwatch.runtime.stream as stream
+
+    clip = _sample_clip(tmp_path / "clip.avi")
+    pipeline = MaskPipeline(PipelineConfig(detector_size=320))
+    assert stream.frames_in_flight(pipeline) == 2
+    busy, most, lock = [0], [0], threading.Lock()
+    call = MaskPipeline.__call__
+
+    def counted(self, image, **kwargs):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.02)  # long enough for a second frame to start meanwhile
+        try:
+            return call(self, image, **kwargs)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    outputs = {}
+    for width in (1, 2):
+        monkeypatch.setattr(stream, "FRAMES_IN_FLIGHT", width)
+        monkeypatch.setattr(MaskPipeline, "__call__", counted)
+        most[0] = 0
+        out = tmp_path / f"w{width}.jsonl"
+        run(str(clip), pipeline, OutputOptions(json_path=out, detect_every=detect_every))
+        outputs[width] = out.read_text().splitlines()
+        assert most[0] == width
+    assert len(outputs[1]) == 12 and any(json.loads(line)["faces"] for line in outputs[1])
+    assert outputs[2] == outputs[1]

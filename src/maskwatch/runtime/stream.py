@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -134,27 +136,63 @@ def display_problem() -> str | None:
     return None
 
 
+#: Frames detected at once. Two frames in flight keep both cores busy: one frame's small ONNX Runtime runs leave gaps
+#: that the other fills (640x480 clip at 320 px: 45 -> 59-66 FPS on 2 cores, ``benchmarks/whole_process.py``).
+FRAMES_IN_FLIGHT = 2
+
+
+def frames_in_flight(detector: MaskDetector) -> int:
+    """Concurrent frames for ``detector``: only pipelines whose face detector is ONNX Runtime's (whose sessions may be
+    run from several threads); OpenCV's Haar cascade and stand-ins given by callers run one frame at a time."""
+    from maskwatch.runtime.detectors import CenterFaceDetector
+
+    return FRAMES_IN_FLIGHT if isinstance(getattr(detector, "detector", None), CenterFaceDetector) else 1
+
+
 def process_frames(frames: Iterator[Frame], detector: MaskDetector, options: OutputOptions) -> Iterator[FrameResult]:
-    """Detect (or carry tracks on skipped frames), smooth per stream, and yield results."""
+    """Detect (or carry tracks on skipped frames), smooth per stream, and yield results in frame order.
+
+    Up to :func:`frames_in_flight` frames are detected at once on worker threads; carrying, tracking and everything
+    after it happen here, in order, so results are the same as one frame at a time.
+    """
     trackers: dict[str, Tracker] = {}
     last: dict[str, FrameResult] = {}
-    for frame in frames:
-        if frame.image is None:
-            yield FrameResult(frame.source, frame.index, error=frame.error)
-            continue
-        previous = last.get(frame.source)
-        if frame.is_video and previous is not None and frame.index % max(1, options.detect_every) != 0:
-            result = replace(previous, frame=frame.index, timings_ms={})
-        else:
-            result = detector(frame.image, source=frame.source, frame=frame.index)
-            if frame.is_video and options.track:
-                tracker = trackers.setdefault(
-                    frame.source, Tracker(detector.classifier.labels, uncertain_below=detector.config.uncertain_below)
-                )
-                result.faces = tracker.update(result.faces)
-                result.counts = tracker.counts()
-        last[frame.source] = result
-        yield result
+    detected: set[str] = set()  # sources with a decoded frame so far (a later skipped frame carries its result)
+    pending: deque[tuple[Frame, Future | None]] = deque()
+    width = frames_in_flight(detector)
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="detect") as pool:
+        for frame in frames:
+            job = None
+            if frame.image is not None:
+                carry = frame.is_video and frame.source in detected and frame.index % max(1, options.detect_every) != 0
+                detected.add(frame.source)
+                if not carry:
+                    job = pool.submit(detector, frame.image, source=frame.source, frame=frame.index)
+            pending.append((frame, job))
+            # finish from the head while more than `width` detections are pending, or the head needs none
+            while pending and (sum(j is not None for _, j in pending) > width or pending[0][1] is None):
+                yield _finish_frame(*pending.popleft(), detector, options, trackers, last)
+        while pending:
+            yield _finish_frame(*pending.popleft(), detector, options, trackers, last)
+
+
+def _finish_frame(
+    frame: Frame, job: Future | None, detector: MaskDetector, options: OutputOptions, trackers: dict, last: dict
+) -> FrameResult:
+    """The frame's result, in frame order: an error, the previous result carried, or the detection, tracked."""
+    if frame.image is None:
+        return FrameResult(frame.source, frame.index, error=frame.error)
+    if job is None:
+        return replace(last[frame.source], frame=frame.index, timings_ms={})
+    result = job.result()
+    if frame.is_video and options.track:
+        tracker = trackers.setdefault(
+            frame.source, Tracker(detector.classifier.labels, uncertain_below=detector.config.uncertain_below)
+        )
+        result.faces = tracker.update(result.faces)
+        result.counts = tracker.counts()
+    last[frame.source] = result
+    return result
 
 
 def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: int = 1) -> RunSummary:
