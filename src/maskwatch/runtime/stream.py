@@ -137,7 +137,8 @@ def display_problem() -> str | None:
 
 
 #: Frames detected at once. Two frames in flight keep both cores busy: one frame's small ONNX Runtime runs leave gaps
-#: that the other fills (640x480 clip at 320 px: 45 -> 59-66 FPS on 2 cores, ``benchmarks/whole_process.py``).
+#: that the other fills (600-frame 640x480 clip, 2 cores: 36.4 -> 46.6 FPS whole-process, ``benchmarks/whole_process.py
+#: --video-frames 600``; photos unchanged).
 FRAMES_IN_FLIGHT = 2
 
 
