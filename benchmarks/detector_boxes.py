@@ -1,13 +1,15 @@
 """What limits face AP on still images: missed faces, or boxes drawn to another extent than the annotations?
 
-Runs CenterFace once per scene photo (and once on its mirror image), then reports
+Runs CenterFace once per scene photo (and once on its mirror image) of one or more annotated sets, then reports, per set
   - recall at IoU 0.3 / 0.4 / 0.5: a face found at 0.3 but not at 0.5 is there, only boxed differently;
-  - the median shape of matched pairs (annotated width/height over detected, centre offsets);
-  - face AP@0.5 with a box-shape correction fitted on the train-split photos only (median ratios and offsets),
-    with flip test-time augmentation (boxes of both passes fused), and with both;
+  - the median shape of matched pairs (annotated width/height over detected, centre offsets), per set and pooled;
+  - face AP@0.5 with a box-shape correction fitted on the train-split photos only (median ratios and offsets over the
+    matched faces of every set given: one correction for all), with flip test-time augmentation (boxes of both passes
+    fused), and with both;
 on all photos and on the test-split photos.
 
-    python benchmarks/detector_boxes.py ../shared/data/scenes --splits recipes/default_splits.csv.gz --size 960
+    python benchmarks/detector_boxes.py ../shared/data/scenes ../shared/data/scenes-ilc \
+        --splits recipes/default_splits.csv.gz --size 960
 """
 
 from __future__ import annotations
@@ -67,41 +69,48 @@ def matched_pairs(found: dict, truths: dict, stems, min_iou: float = 0.3) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenes", type=Path)
+    parser.add_argument("scenes", type=Path, nargs="+", help="annotated sets (images/ and annotations/ each)")
     parser.add_argument("--splits", type=Path, required=True, help="manifest: the correction is fitted on train photos")
     parser.add_argument("--size", type=int, default=960)
     parser.add_argument("--threshold", type=float, default=0.2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    truths, plain, flipped, ms = detect_all(args.scenes, args.size, args.threshold)
-    split_of = {Path(r.sample.path).stem: r.split for r in read_manifest(args.splits) if r.sample.box is not None}
-    stems = sorted(truths)
-    train = [s for s in stems if split_of.get(s) == "train"]
-    test = [s for s in stems if split_of.get(s) == "test"]
-    base = {s: (plain[s].boxes, plain[s].scores) for s in stems}
-
-    n = sum(len(truths[s]) for s in stems)
-    print(f"{len(stems)} photos, {n} faces; CenterFace at {args.size}: {1000 * ms:.0f} ms/photo")
-    for t in (0.3, 0.4, 0.5):
-        hit = sum(int((iou_matrix(truths[s], base[s][0]).max(1) >= t).sum()) for s in stems if len(base[s][0]))
-        print(f"recall at IoU {t}: {hit / n:.4f}")
-    gt, det = matched_pairs(base, truths, train)
-    shape = fit_box_shape(gt, det)
-    print(f"fitted on {len(gt)} matched train-split faces: {shape}")
-    corrected = {s: (shape.apply(base[s][0]), base[s][1]) for s in stems}
-    fused = {s: fuse_flipped(base[s], flipped[s]) for s in stems}
-    both = {s: (shape.apply(fused[s][0]), fused[s][1]) for s in stems}
-    results = {"shape": shape.__dict__, "ms_per_photo": 1000 * ms}
-    print("\n| variant | face AP, all photos | face AP, test-split photos |\n|---|---|---|")
-    for name, found in (
-        ("as detected", base),
-        ("box-shape correction", corrected),
-        ("flip fused", fused),
-        ("flip fused + correction", both),
-    ):
-        row = {"all": face_ap(found, truths, stems), "test": face_ap(found, truths, test)}
-        results[name] = row
-        print(f"| {name} | {row['all']:.4f} | {row['test']:.4f} |")
+    split_of = {
+        (r.sample.source, Path(r.sample.path).stem): r.split for r in read_manifest(args.splits) if r.sample.box is not None
+    }
+    sets = {}
+    for root in args.scenes:
+        truths, plain, flipped, ms = detect_all(root, args.size, args.threshold)
+        stems = sorted(truths)
+        base = {s: (plain[s].boxes, plain[s].scores) for s in stems}
+        sets[root.name] = (truths, base, flipped, stems)
+        n = sum(len(truths[s]) for s in stems)
+        print(f"{root.name}: {len(stems)} photos, {n} faces; CenterFace at {args.size}: {1000 * ms:.0f} ms/photo")
+        for t in (0.3, 0.4, 0.5):
+            hit = sum(int((iou_matrix(truths[s], base[s][0]).max(1) >= t).sum()) for s in stems if len(base[s][0]))
+            print(f"  recall at IoU {t}: {hit / n:.4f}")
+    pairs = {}
+    for name, (truths, base, _, stems) in sets.items():
+        train = [s for s in stems if split_of.get((name, s)) == "train"]
+        pairs[name] = matched_pairs(base, truths, train)
+        print(f"{name}: {len(pairs[name][0])} matched train-split faces: {fit_box_shape(*pairs[name])}")
+    shape = fit_box_shape(*(np.concatenate([p[i] for p in pairs.values()]) for i in (0, 1)))
+    print(f"pooled over {', '.join(sets)} (the correction used below): {shape}")
+    results: dict = {"shape": shape.__dict__}
+    print("\n| set | variant | face AP, all photos | face AP, test-split photos |\n|---|---|---|---|")
+    for name, (truths, base, flipped, stems) in sets.items():
+        test = [s for s in stems if split_of.get((name, s)) == "test"]
+        fused = {s: fuse_flipped(base[s], flipped[s])[:2] for s in stems}
+        variants = {
+            "as detected": base,
+            "box-shape correction": {s: (shape.apply(base[s][0]), base[s][1]) for s in stems},
+            "flip fused": fused,
+            "flip fused + correction": {s: (shape.apply(fused[s][0]), fused[s][1]) for s in stems},
+        }
+        for variant, found in variants.items():
+            row = {"all": face_ap(found, truths, stems), "test": face_ap(found, truths, test)}
+            results.setdefault(name, {})[variant] = row
+            print(f"| {name} | {variant} | {row['all']:.4f} | {row['test']:.4f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

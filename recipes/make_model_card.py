@@ -48,6 +48,11 @@ def main() -> None:
     parser.add_argument("--focus", type=Path)
     parser.add_argument("--int8", type=Path, help="JSON from recipes/ship_default.py with int8 test scores")
     parser.add_argument("--onnx-test", type=Path, help="onnx_test.json from recipes/ship_default.py (fp32 and int8 per source)")
+    parser.add_argument(
+        "--mirrored",
+        type=Path,
+        help="`maskwatch evaluate recipes/default_splits.csv.gz --split test --json` (mirrored, the default)",
+    )
     parser.add_argument("--parity", default="", help="a sentence on int8 vs fp32 across CPU paths")
     parser.add_argument("--scenes", type=Path, nargs="*", default=[], help="evaluate-scenes JSON files (all images, test images)")
     parser.add_argument("--time-note", default="", help="a remark on how and where it ran")
@@ -124,13 +129,23 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
         scores = json.loads(args.onnx_test.read_text())
         for kind in ("int8", "fp32"):
             print(
-                f"## Test split, {kind} ONNX model (`recipes/ship_default.py`; `maskwatch evaluate recipes/default_splits.csv.gz --split test`"
-                f"{' --model FP32.onnx' if kind == 'fp32' else ''}; every row of the committed split, excluded files included)\n"
+                f"## Test split, {kind} ONNX model, one pass (`recipes/ship_default.py`; `maskwatch evaluate "
+                f"recipes/default_splits.csv.gz --split test --no-flip{' --model FP32.onnx' if kind == 'fp32' else ''}`; "
+                "every row of the committed split, excluded files included)\n"
             )
             print(table(scores[kind]))
             print()
         if args.parity:
             print(args.parity + "\n")
+    if args.mirrored and args.mirrored.exists():
+        from maskwatch.runtime.evaluate import by_source
+
+        print(
+            "## Test split, int8 ONNX model, mirrored (`maskwatch evaluate recipes/default_splits.csv.gz --split test`: "
+            "each face's probabilities averaged with its mirror image's, as `detect` does on still images)\n"
+        )
+        print(table(by_source(json.loads(args.mirrored.read_text()))))
+        print()
     if args.int8 and args.int8.exists():
         int8 = json.loads(args.int8.read_text())
         print("## Test split, shipped int8 model (`recipes/ship_default.py`, the runtime's ONNX classifier on the same crops)\n")
@@ -139,7 +154,9 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
             print(f"| {source} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |")
         print()
     if args.scenes:
-        print("## End to end on the shared scenes (CenterFace at 960 px + this classifier, IoU 0.5)\n")
+        print(
+            "## End to end on the shared scenes (CenterFace at 960 px, boxes reshaped, mirrored pass; this classifier; IoU 0.5)\n"
+        )
         print(
             "`maskwatch evaluate-scenes IMAGES ANNOTATIONS --json ...` (the same numbers come from `maskwatch detect FOLDER --json` scored with `--predictions`).\n"
         )

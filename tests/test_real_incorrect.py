@@ -258,16 +258,19 @@ def test_box_shape_fit_recovers_a_known_distortion_and_applies_it():
     assert np.allclose(BoxShape().apply(detected), detected, atol=1e-4)
 
 
-def test_flip_fusion_averages_faces_seen_twice_and_ranks_single_sightings_lower():
+def test_flip_fusion_averages_faces_seen_twice_and_scores_each_by_its_best_sighting():
     from maskwatch.runtime.boxes import fuse_flipped
 
     plain = (np.array([[10, 10, 50, 50], [100, 100, 120, 120]], np.float32), np.array([0.9, 0.6], np.float32))
     mirrored = (np.array([[12, 10, 52, 50], [200, 10, 230, 40]], np.float32), np.array([0.9, 0.8], np.float32))
-    boxes, scores = fuse_flipped(plain, mirrored)
+    boxes, scores, leaders = fuse_flipped(plain, mirrored)
     assert len(boxes) == 3
     twice = int(np.argmax(scores))
     assert np.allclose(boxes[twice], [11, 10, 51, 50]) and scores[twice] == pytest.approx(0.9)
-    assert np.allclose(sorted(scores), [0.3, 0.4, 0.9])  # one sighting counts half
+    assert np.allclose(sorted(scores), [0.6, 0.8, 0.9])  # a single sighting keeps its score (same threshold as one pass)
+    # each fused box names its best-scored member (plain rows first, then mirrored): the face seen twice keeps the
+    # plain pass's (the tie goes to the first), the two single sightings their own
+    assert sorted(leaders.tolist()) == [0, 1, 3] and leaders[twice] == 0
 
 
 def test_patience_counts_from_the_best_macro_f1_not_from_the_kept_epoch():
@@ -278,12 +281,76 @@ def test_patience_counts_from_the_best_macro_f1_not_from_the_kept_epoch():
 
 
 def test_still_image_box_shape_reshapes_and_clips_detections():
-    from maskwatch.runtime.boxes import CENTERFACE_TO_VOC
+    from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED
     from maskwatch.runtime.detectors import Detections
     from maskwatch.runtime.pipeline import reshaped
 
     found = Detections(np.array([[10, 10, 60, 70], [0, 80, 40, 100]], np.float32), np.array([0.9, 0.5], np.float32))
     out = reshaped(found, (100, 120))
-    assert np.allclose(out.boxes[0], CENTERFACE_TO_VOC.apply(found.boxes[:1])[0])
+    assert np.allclose(out.boxes[0], CENTERFACE_TO_ANNOTATED.apply(found.boxes[:1])[0])
     assert out.boxes[:, [1, 3]].max() <= 100 and out.boxes.min() >= 0  # clipped to the 120 x 100 image
     assert np.array_equal(out.scores, found.scores)
+
+
+@pytest.mark.parametrize(
+    ("still", "size", "asked", "expected"),
+    [
+        (True, 960, (None, None), (True, True)),  # photos at the image default: both
+        (True, 0, (None, None), (True, True)),  # native size counts as accuracy-first
+        (True, 320, (None, None), (True, False)),  # the 320 px speed path: free reshaping only, one pass
+        (False, 320, (None, None), (False, False)),  # video, webcams, streams: neither
+        (False, 960, (True, True), (True, True)),  # what the user asks for wins
+        (True, 960, (False, False), (False, False)),
+    ],
+)
+def test_still_image_defaults_turn_on_refinements_for_photos_only(still, size, asked, expected):
+    from maskwatch.runtime.pipeline import still_image_defaults
+
+    assert still_image_defaults(still, size, *asked) == expected
+
+
+def test_mirrored_pass_maps_back_onto_the_plain_detection_with_left_and_right_kept():
+    from maskwatch.runtime.boxes import iou_matrix
+    from maskwatch.runtime.detectors import make_detector
+    from maskwatch.runtime.pipeline import default_sample_image, mirrored_back
+
+    image = default_sample_image()[1]
+    detector = make_detector("centerface", input_size=512)
+    plain = detector.detect(image)
+    back = mirrored_back(detector.detect(np.ascontiguousarray(image[:, ::-1])), image.shape[1])
+    i, j = int(plain.scores.argmax()), int(back.scores.argmax())
+    assert iou_matrix(plain.boxes[i : i + 1], back.boxes[j : j + 1])[0, 0] > 0.85
+    assert np.abs(plain.landmarks[i] - back.landmarks[j]).max() < 6  # same points, same order (left eye first)
+    assert back.landmarks[j, 0, 0] < back.landmarks[j, 1, 0]
+
+
+def test_pipeline_with_flip_runs_both_passes_fuses_them_and_averages_mirrored_probabilities(tiny_model):
+    from maskwatch.runtime.classifier import OnnxMaskClassifier
+    from maskwatch.runtime.detectors import Detections
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
+
+    class LeftHalfDetector:
+        """One face in the left half of whatever it is given: on the mirror image that is the right half."""
+
+        calls = 0
+
+        def detect(self, image):
+            LeftHalfDetector.calls += 1
+            h, w = image.shape[:2]
+            return Detections(np.array([[0, 0, w / 2, h]], np.float32), np.array([0.9], np.float32))
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (60, 120, 3), np.uint8)
+    config = PipelineConfig(model=str(tiny_model[1]), flip=True)  # detector "centerface" by name: refinements apply
+    pipeline = MaskPipeline(config, detector=LeftHalfDetector())
+    result = pipeline(image)
+    assert LeftHalfDetector.calls == 2
+    assert len(result.faces) == 2  # the halves do not overlap: two faces, each scored as its one sighting
+    assert sorted(f.box[0] for f in result.faces) == pytest.approx([0, 60], abs=2)
+    classifier = OnnxMaskClassifier()  # the shipped model: the tiny one gives nearly the same output for any input
+    crops = [synthetic_face(label, size=96, seed=k) for k, label in enumerate(("with_mask", "without_mask", "mask_incorrect"))]
+    crops = [np.ascontiguousarray(np.concatenate([c[:, :60], c[:, :36] // 2], axis=1)) for c in crops]  # lopsided
+    both = classifier.predict_proba(crops, mirrored=True)
+    plain = classifier.predict_proba(crops)
+    mirror = classifier.predict_proba([c[:, ::-1] for c in crops])
+    assert np.allclose(both, (plain + mirror) / 2, atol=1e-6) and not np.allclose(both, plain, atol=1e-4)

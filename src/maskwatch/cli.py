@@ -14,6 +14,20 @@ from maskwatch.cli_common import fail as _fail
 from maskwatch.cli_common import require_extra as _require_extra
 from maskwatch.cli_lazy import LazyTyper
 
+# Still-image refinements, shared by `detect` and `evaluate-scenes` (maskwatch.runtime.pipeline.still_image_defaults).
+BOX_SHAPE_OPTION = typer.Option(
+    None,
+    "--box-shape/--no-box-shape",
+    help="Reshape detected boxes to the face extent annotators draw (fitted on the train photos of both shared scene "
+    "sets; free). Default: on for still images, off for video.",
+)
+FLIP_OPTION = typer.Option(
+    None,
+    "--flip/--no-flip",
+    help="Also run detector and classifier on the mirror image; boxes fused, probabilities averaged (twice their "
+    "time). Default: on for still images at a detector size of 640 or more (the image default), off below and for video.",
+)
+
 app = LazyTyper(
     help="Face-mask compliance: detect, evaluate, train, export and explain.",
     no_args_is_help=True,
@@ -75,17 +89,13 @@ def detect(
     blur_faces: bool = typer.Option(False, "--blur-faces", help="Privacy: pixelate faces in saved output."),
     device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda or an ONNX Runtime provider name."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
-    box_shape: bool | None = typer.Option(
-        None,
-        "--box-shape/--no-box-shape",
-        help="Reshape detected boxes to the face extent of the Kaggle scenes' annotations (fitted on their train split): "
-        "+0.04 face AP on those photos, -0.05 on scenes-ilc's, so off by default.",
-    ),
+    box_shape: bool | None = BOX_SHAPE_OPTION,
+    flip: bool | None = FLIP_OPTION,
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
     from maskwatch.fileio import OutputError
     from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
-    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
     from maskwatch.runtime.stream import OutputOptions, run
     from maskwatch.sources import describe_source
 
@@ -106,16 +116,19 @@ def detect(
         ("--uncertain-below", uncertain_below, 0.0, 1.0),
         ("--threads", threads, 0, 1024),
     )
-    kind = describe_source(source)
+    still = describe_source(source) not in ("video", "webcam", "stream")
+    size = detector_size if detector_size is not None else (960 if still else 320)
+    box_shape, flip = still_image_defaults(still, size, box_shape, flip)
     config = PipelineConfig(
         model=model,
         detector=detector,
-        detector_size=detector_size if detector_size is not None else (320 if kind in ("video", "webcam", "stream") else 960),
+        detector_size=size,
         min_face_score=min_face_score,
         uncertain_below=uncertain_below,
         device=device,
         threads=threads,
-        box_shape=bool(box_shape),
+        box_shape=box_shape,
+        flip=flip,
     )
     try:
         pipeline = MaskPipeline(config)
@@ -174,6 +187,12 @@ def evaluate(
     gallery: Path | None = typer.Option(
         None, "--gallery", help="Folder for error galleries: a PNG of mistakes per source (true -> predicted, p) + mistakes.json."
     ),
+    flip: bool = typer.Option(
+        True,
+        "--flip/--no-flip",
+        help="Average each face's probabilities with its mirror image's, as `detect` does on still images "
+        "(--no-flip: one pass, as video does).",
+    ),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
     _require_extra("eval")
@@ -188,7 +207,7 @@ def evaluate(
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
     try:
-        result, scored, problems = evaluate_source(data_dir, classifier, split=split)
+        result, scored, problems = evaluate_source(data_dir, classifier, split=split, mirrored=flip)
     except ValueError as error:  # e.g. a split manifest with missing columns
         _fail(str(error))
     for problem in problems:
@@ -290,12 +309,8 @@ def evaluate_scenes(
     model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped model)."),
     detector_size: int = typer.Option(960, "--detector-size", help="Detector input, longer side (0 = native)."),
     min_face_score: float = typer.Option(0.2, "--min-face-score"),
-    box_shape: bool | None = typer.Option(
-        None,
-        "--box-shape/--no-box-shape",
-        help="Reshape detected boxes to the face extent of the Kaggle scenes' annotations (fitted on their train split): "
-        "+0.04 face AP on those photos, -0.05 on scenes-ilc's, so off by default.",
-    ),
+    box_shape: bool | None = BOX_SHAPE_OPTION,
+    flip: bool | None = FLIP_OPTION,
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
     splits: Path | None = typer.Option(
         None, "--splits", help="A split manifest (splits.csv[.gz]): score only the photos whose faces are in --split."
@@ -328,11 +343,12 @@ def evaluate_scenes(
         for line in bad_lines:
             log.warning("%s", line)
     else:
-        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
+        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
 
+        box_shape, flip = still_image_defaults(True, detector_size, box_shape, flip)
         try:
             config = PipelineConfig(
-                model=model, detector_size=detector_size, min_face_score=min_face_score, box_shape=bool(box_shape)
+                model=model, detector_size=detector_size, min_face_score=min_face_score, box_shape=box_shape, flip=flip
             )
             pipeline = MaskPipeline(config)
         except (ValueError, RuntimeError) as error:

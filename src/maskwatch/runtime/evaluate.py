@@ -63,9 +63,10 @@ class Scored:
 
 
 def classify_samples(
-    samples: Sequence[Sample], classifier: OnnxMaskClassifier, *, batch_size: int = 64
+    samples: Sequence[Sample], classifier: OnnxMaskClassifier, *, batch_size: int = 64, mirrored: bool = False
 ) -> tuple[Scored, list[str]]:
-    """Decode each file once, cut its faces as training did, classify in batches; unreadable files become problems."""
+    """Decode each file once, cut its faces as training did, classify in batches (``mirrored``: averaged with each
+    crop's mirror image, as ``detect`` does on still images); unreadable files become problems."""
     labels = list(classifier.labels)
     by_file: dict[Path, list[Sample]] = defaultdict(list)
     for sample in samples:
@@ -74,7 +75,7 @@ def classify_samples(
     pending: list[tuple[Sample, np.ndarray]] = []
 
     def flush() -> None:
-        probs = classifier.predict_proba([crop for _, crop in pending])
+        probs = classifier.predict_proba([crop for _, crop in pending], mirrored=mirrored)
         for (sample, crop), p in zip(pending, probs):
             truth = labels.index(sample.label)
             if int(p.argmax()) != truth:
@@ -109,7 +110,7 @@ def face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier)
 
 
 def evaluate_source(
-    source: Path, classifier: OnnxMaskClassifier, *, split: str = "test", batch_size: int = 64
+    source: Path, classifier: OnnxMaskClassifier, *, split: str = "test", batch_size: int = 64, mirrored: bool = False
 ) -> tuple[dict, Scored, list[str]]:
     """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source`` and ``skipped``."""
     samples, problems = samples_of(Path(source), split)
@@ -117,7 +118,8 @@ def evaluate_source(
     unknown = sorted({s.label for s in samples} - set(labels))
     if unknown:
         problems.append(f"{source}: classes {unknown} are not among the model's labels {labels}; skipped")
-    scored, more = classify_samples([s for s in samples if s.label in labels], classifier, batch_size=batch_size)
+    kept = [s for s in samples if s.label in labels]
+    scored, more = classify_samples(kept, classifier, batch_size=batch_size, mirrored=mirrored)
     problems += more
     if not scored.samples:  # nothing usable: scikit-learn refuses empty arrays with a traceback-only error
         return {"n": 0, "skipped": len(problems), "per_source": {}}, scored, problems

@@ -61,12 +61,15 @@ class ServiceHooks:
 
 
 def default_pipeline(model: str | None = None, detector: str = "centerface") -> Callable[[], Pipeline]:
-    """``maskwatch detect``'s pipeline for a still image (detector size 960), built on first use."""
+    """``maskwatch detect``'s pipeline for a still image (detector size 960, box shape and mirrored pass), built on
+    first use."""
 
     def build() -> Pipeline:
-        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
+        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
 
-        return MaskPipeline(PipelineConfig(model=model, detector=detector, detector_size=960))
+        box_shape, flip = still_image_defaults(True, 960, None, None)
+        config = PipelineConfig(model=model, detector=detector, detector_size=960, box_shape=box_shape, flip=flip)
+        return MaskPipeline(config)
 
     return build
 
