@@ -25,8 +25,10 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MASKWATCH_CACHE", str(tmp_path))
     (tmp_path / "centerface.onnx").write_bytes(source.read_bytes())
     detectors._centerface_model.cache_clear()
+    detectors._centerface_int8_model.cache_clear()
     yield tmp_path
     detectors._centerface_model.cache_clear()
+    detectors._centerface_int8_model.cache_clear()
 
 
 def _scene() -> np.ndarray:
@@ -40,6 +42,7 @@ def test_cached_graphs_give_identical_detections(cache: Path):
     stored = sorted(p.name for p in graph_cache_dir().iterdir())
     assert any(n.endswith(".ort.onnx") for n in stored) and any(not n.endswith(".ort.onnx") for n in stored)
     detectors._centerface_model.cache_clear()
+    detectors._centerface_int8_model.cache_clear()
     second = detectors.CenterFaceDetector(input_size=320, threshold=0.2)  # loads them
     image = _scene()
     a, b = first.detect(image), second.detect(image)
@@ -101,3 +104,28 @@ def test_prefetch_stopped_early_closes_the_source():
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()
     assert closed.wait(5.0)
+
+
+def test_int8_centerface_is_made_once_finds_what_fp32_finds_and_keeps_7_bit_weights(cache: Path):
+    import onnx
+    from onnx import numpy_helper
+
+    from maskwatch.runtime.boxes import iou_matrix
+
+    assert detectors.CenterFaceDetector(input_size=320).int8 and not detectors.CenterFaceDetector(input_size=960).int8
+    int8 = detectors.CenterFaceDetector(input_size=320, threshold=0.2)  # the speed path's default
+    (made,) = [
+        p for p in graph_cache_dir().iterdir() if p.name.startswith("centerface-int8") and not p.name.endswith(".ort.onnx")
+    ]
+    fp32 = detectors.CenterFaceDetector(input_size=320, threshold=0.2, int8=False)
+    image = _scene()
+    a, b = int8.detect(image), fp32.detect(image)
+    i, j = int(a.scores.argmax()), int(b.scores.argmax())
+    assert iou_matrix(a.boxes[i : i + 1], b.boxes[j : j + 1])[0, 0] > 0.9 and abs(a.scores[i] - b.scores[j]) < 0.1
+    model = onnx.load(str(made))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) > 20 and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64  # 7-bit, like the classifier
+    stamp = made.stat().st_mtime_ns
+    detectors._centerface_int8_model.cache_clear()
+    detectors.CenterFaceDetector(input_size=320)  # a later start reads it
+    assert made.stat().st_mtime_ns == stamp

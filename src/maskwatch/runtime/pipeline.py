@@ -32,6 +32,7 @@ class PipelineConfig:
     uncertain_below: float = 0.5  # faces whose top probability is lower are flagged uncertain
     device: str = "cpu"
     threads: int = 0
+    detector_int8: bool | None = None  # CenterFace's int8 copy; None: below 640 px on the CPU (detectors.INT8_BELOW_SIZE)
     # Still-image refinements (the CLI turns both on for photos at the image default; see still_image_defaults):
     # reshape CenterFace's boxes to the face extent people annotate (runtime.boxes.CENTERFACE_TO_ANNOTATED; free),
     # and run detector and classifier on the mirror image too, fusing boxes and averaging probabilities (twice the
@@ -111,7 +112,7 @@ class MaskPipeline:
         warn_if_departed(self.classifier)
         options: dict = {"device": config.device, "threads": config.threads}
         if config.detector == "centerface":
-            options.update(input_size=config.detector_size, threshold=min(config.min_face_score, 0.35))
+            options.update(input_size=config.detector_size, threshold=min(config.min_face_score, 0.35), int8=config.detector_int8)
         self.detector = detector or make_detector(config.detector, **options)
 
     @property
