@@ -29,6 +29,8 @@ from maskwatch.runtime.scene_eval import Detection, average_precision
 from maskwatch.runtime.scenes import load_ground_truth
 from maskwatch.runtime.tracking import iou_matrix
 
+WIDTH_BANDS = ((0, 16), (16, 32), (32, 64), (64, 128), (128, 100_000))
+
 
 def detect_all(root: Path, size: int, threshold: float):
     truth, _ = load_ground_truth(root / "images", root / "annotations")
@@ -94,6 +96,12 @@ def main() -> None:
         train = [s for s in stems if split_of.get((name, s)) == "train"]
         pairs[name] = matched_pairs(base, truths, train)
         print(f"{name}: {len(pairs[name][0])} matched train-split faces: {fit_box_shape(*pairs[name])}")
+        widths = pairs[name][1][:, 2] - pairs[name][1][:, 0]
+        for low, high in WIDTH_BANDS:
+            band = (widths >= low) & (widths < high)
+            if band.sum() >= 10:  # convention or scale? the same fit per detected-width band
+                fitted = fit_box_shape(pairs[name][0][band], pairs[name][1][band])
+                print(f"  detected width {low}-{high} px ({int(band.sum())}): {fitted}")
     shape = fit_box_shape(*(np.concatenate([p[i] for p in pairs.values()]) for i in (0, 1)))
     print(f"pooled over {', '.join(sets)} (the correction used below): {shape}")
     results: dict = {"shape": shape.__dict__}

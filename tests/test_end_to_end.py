@@ -107,7 +107,10 @@ def test_export_int8_at_the_real_threshold_on_held_out_faces(trained_run: Path, 
     if 100 * (fp32_acc - int8_acc) <= 0.5 + 1e-6:
         assert result.exit_code == 0, result.output
         classifier = OnnxMaskClassifier(int8)
-        assert classifier.info.extra["format"] == "int8" and classifier.info.extra["calibration"]["images"] == 105
+        calibration_record = classifier.info.extra["calibration"]
+        # auto keeps min-max or percentile by KL on this CPU; percentile's histograms take whole batches of 32 only
+        expected = 105 if calibration_record["method"] == "minmax" else 105 // 32 * 32
+        assert classifier.info.extra["format"] == "int8" and calibration_record["images"] == expected
         assert int8.stat().st_size < out.stat().st_size
     else:
         assert_clear_error(result, "int8 model not kept")
