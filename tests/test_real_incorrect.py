@@ -271,6 +271,11 @@ def test_flip_fusion_averages_faces_seen_twice_and_scores_each_by_its_best_sight
     # each fused box names its best-scored member (plain rows first, then mirrored): the face seen twice keeps the
     # plain pass's (the tie goes to the first), the two single sightings their own
     assert sorted(leaders.tolist()) == [0, 1, 3] and leaders[twice] == 0
+    # a third box over a face both passes saw joins the next open face it overlaps, not a new duplicate
+    plain = (np.array([[0, 0, 40, 40], [12, 0, 52, 40]], np.float32), np.array([0.9, 0.6], np.float32))
+    mirrored = (np.array([[1, 0, 41, 40], [6, 0, 46, 40]], np.float32), np.array([0.8, 0.5], np.float32))
+    boxes, scores, _ = fuse_flipped(plain, mirrored)  # [6..46] overlaps the full first face most, the second next
+    assert len(boxes) == 2 and sorted(scores.tolist()) == pytest.approx([0.6, 0.9])
 
 
 def test_patience_counts_from_the_best_macro_f1_not_from_the_kept_epoch():

@@ -38,12 +38,12 @@ def _scene() -> np.ndarray:
 
 
 def test_cached_graphs_give_identical_detections(cache: Path):
-    first = detectors.CenterFaceDetector(input_size=320, threshold=0.2)  # builds and stores both graphs
+    first = detectors.CenterFaceDetector(input_size=320, threshold=0.2, int8=False)  # builds and stores both graphs
     stored = sorted(p.name for p in graph_cache_dir().iterdir())
     assert any(n.endswith(".ort.onnx") for n in stored) and any(not n.endswith(".ort.onnx") for n in stored)
     detectors._centerface_model.cache_clear()
     detectors._centerface_int8_model.cache_clear()
-    second = detectors.CenterFaceDetector(input_size=320, threshold=0.2)  # loads them
+    second = detectors.CenterFaceDetector(input_size=320, threshold=0.2, int8=False)  # loads them
     image = _scene()
     a, b = first.detect(image), second.detect(image)
     assert len(a.boxes) >= 1
@@ -53,10 +53,10 @@ def test_cached_graphs_give_identical_detections(cache: Path):
 
 
 def test_damaged_optimised_graph_is_rebuilt(cache: Path):
-    detectors.CenterFaceDetector(input_size=320)
+    detectors.CenterFaceDetector(input_size=320, int8=False)
     (optimised,) = [p for p in graph_cache_dir().iterdir() if p.name.endswith(".ort.onnx")]
     optimised.write_bytes(b"not onnx")
-    detector = detectors.CenterFaceDetector(input_size=320)
+    detector = detectors.CenterFaceDetector(input_size=320, int8=False)
     assert len(detector.detect(_scene()).boxes) >= 1
     assert optimised.stat().st_size > 1000  # written again
 
@@ -129,3 +129,28 @@ def test_int8_centerface_is_made_once_finds_what_fp32_finds_and_keeps_7_bit_weig
     detectors._centerface_int8_model.cache_clear()
     detectors.CenterFaceDetector(input_size=320)  # a later start reads it
     assert made.stat().st_mtime_ns == stamp
+
+
+def test_damaged_int8_graph_is_made_again_and_a_failed_quantisation_falls_back_to_fp32(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from maskwatch.runtime import centerface_int8
+
+    detectors.CenterFaceDetector(input_size=320)
+    for path in graph_cache_dir().glob("centerface-int8-*"):
+        path.write_bytes(b"truncated")  # the made graph and its optimised form
+    detectors._centerface_int8_model.cache_clear()
+    again = detectors.CenterFaceDetector(input_size=320, threshold=0.2)
+    assert again.int8 and len(again.detect(_scene()).boxes) >= 1
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter failed")
+
+    for path in graph_cache_dir().glob("centerface-int8-*"):
+        path.unlink()
+    detectors._centerface_int8_model.cache_clear()
+    monkeypatch.setattr(centerface_int8, "quantize_centerface", broken)
+    with caplog.at_level("WARNING"):
+        fallback = detectors.CenterFaceDetector(input_size=320, threshold=0.2)
+    assert not fallback.int8 and len(fallback.detect(_scene()).boxes) >= 1
+    assert "int8 CenterFace unavailable here (converter failed); running fp32" in caplog.text

@@ -75,9 +75,9 @@ def fuse_flipped(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted box fusion of two passes (boxes already mapped back from the mirror image): boxes that overlap by
     ``iou`` are averaged, weighted by score. A fused box scores as its best sighting, so ``--min-face-score`` means
-    what it means for one pass (the mean over both passes ranks as well but halves single sightings below the
-    threshold: face AP 0.853 against 0.865 on the Kaggle scenes, ``benchmarks/detector_boxes.py``). Also returns, per
-    fused box, the index (into plain then mirrored) of that best-scored member, whose landmarks it keeps."""
+    what it means for one pass (the mean over both passes ranks as well, but it halves a face seen once, which then
+    falls under that threshold). Also returns, per fused box, the index (into plain then mirrored) of that
+    best-scored member, whose landmarks it keeps."""
     boxes = np.concatenate([plain[0], mirrored[0]]).astype(np.float64).reshape(-1, 4)
     scores = np.concatenate([plain[1], mirrored[1]]).astype(np.float64)
     order = np.argsort(-scores, kind="stable")
@@ -86,8 +86,9 @@ def fuse_flipped(
     for i in order:
         if fused:
             overlap = iou_matrix(boxes[i][None], np.array(fused))[0]
+            overlap[[len(c) >= 2 for c in clusters]] = -1.0  # a face already seen by both passes takes no third box
             best = int(overlap.argmax())
-            if overlap[best] >= iou and len(clusters[best]) < 2:
+            if overlap[best] >= iou:
                 clusters[best].append(i)
                 weights = scores[clusters[best]]
                 fused[best] = (boxes[clusters[best]] * weights[:, None]).sum(0) / weights.sum()

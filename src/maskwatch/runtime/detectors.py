@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from maskwatch.runtime.assets import centerface_path
-from maskwatch.runtime.graph_cache import build_and_save, cache_key, cached_bytes, optimized_path
+from maskwatch.runtime.graph_cache import build_and_save, cache_key, cached_bytes, graph_cache_dir, optimized_path
 from maskwatch.runtime.session import create_session, session_fingerprint
 
 log = logging.getLogger(__name__)
@@ -96,19 +96,43 @@ def _centerface_model_bytes() -> bytes:
 def _centerface_int8_model() -> tuple[bytes, str]:
     """The int8 copy of the prepared graph (:mod:`maskwatch.runtime.centerface_int8`) and its cache key: made once
     per machine (a few seconds), then read from the cache folder."""
+    from importlib.metadata import version  # not `import onnx`: a start that finds the file cached needs no onnx
+
     from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
-    from maskwatch.runtime.centerface_int8 import CALIBRATION_SIZES, QUANTIZATION_OPSET, quantize_centerface
+    from maskwatch.runtime.centerface_int8 import QUANTIZATION_RECIPE, quantize_centerface
 
     prepared, prepared_key = _centerface_model()
-    key = cache_key(prepared=prepared_key, int8=1, opset=QUANTIZATION_OPSET, sizes=CALIBRATION_SIZES, ort=ort.__version__)
+    sample = asset_path(SAMPLE_IMAGE)
+    key = cache_key(
+        prepared=prepared_key,
+        recipe=QUANTIZATION_RECIPE,  # opset, sizes, quantisation settings: change it when the recipe changes
+        calibration=hashlib.sha256(sample.read_bytes()).hexdigest(),
+        ort=ort.__version__,
+        onnx=version("onnx"),
+    )
 
     def build() -> bytes:
         from maskwatch.imaging import load_rgb
 
         log.info("making the int8 CenterFace graph for this machine (once; cached)")
-        return quantize_centerface(prepared, load_rgb(asset_path(SAMPLE_IMAGE)))
+        return quantize_centerface(prepared, load_rgb(sample))
 
     return cached_bytes("centerface-int8", key, build), key
+
+
+def _int8_session_or_fp32(device: str, threads: int) -> tuple[ort.InferenceSession, bool]:
+    """The int8 session, rebuilt once from scratch when its cached graph is damaged; fp32 (with a warning) when the
+    int8 graph cannot be made here at all. Returns (session, is_int8)."""
+    for attempt in (1, 2):
+        try:
+            return _centerface_session(device, threads, int8=True), True
+        except Exception as error:  # noqa: BLE001 - onnx's converter and ONNX Runtime raise their own types
+            _centerface_int8_model.cache_clear()
+            for stale in graph_cache_dir().glob("centerface-int8-*"):
+                stale.unlink(missing_ok=True)
+            if attempt == 2:
+                log.warning("int8 CenterFace unavailable here (%s); running fp32", str(error)[:200])
+    return _centerface_session(device, threads, int8=False), False
 
 
 def _centerface_session(device: str, threads: int, int8: bool = False) -> ort.InferenceSession:
@@ -161,8 +185,11 @@ class CenterFaceDetector:
     ):
         self.input_size, self.threshold, self.nms_iou = input_size, threshold, nms_iou
         on_cpu = device.lower() in ("cpu", "cpuexecutionprovider")
-        self.int8 = (on_cpu and int8_by_default(input_size)) if int8 is None else int8
-        self.session = _centerface_session(device, threads, self.int8)
+        wanted = (on_cpu and int8_by_default(input_size)) if int8 is None else int8
+        if wanted:
+            self.session, self.int8 = _int8_session_or_fp32(device, threads)
+        else:
+            self.session, self.int8 = _centerface_session(device, threads), False
         self.input_name = self.session.get_inputs()[0].name
 
     def _scaled_shape(self, height: int, width: int) -> tuple[int, int]:

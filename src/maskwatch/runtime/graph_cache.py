@@ -37,6 +37,9 @@ def cache_key(**parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+_UNWRITTEN: set[str] = set()
+
+
 def cached_bytes(name: str, key: str, build: Callable[[], bytes]) -> bytes:
     """``build()``'s result, from ``<cache>/graphs/<name>-<key>.onnx`` when it is there, else built and stored."""
     path = graph_cache_dir() / f"{name}-{key}.onnx"
@@ -47,8 +50,10 @@ def cached_bytes(name: str, key: str, build: Callable[[], bytes]) -> bytes:
     data = build()
     try:
         write_bytes(path, data)
-    except OSError as error:
-        log.debug("graph cache not written (%s)", error)
+    except OSError as error:  # every start will build it again: say so, once per process
+        if name not in _UNWRITTEN:
+            _UNWRITTEN.add(name)
+            log.warning("%s: cannot cache the %s graph there (%s); it is rebuilt at every start", path.parent, name, error)
     return data
 
 

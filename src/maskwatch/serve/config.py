@@ -161,6 +161,7 @@ class ServeConfig(_Strict):
     node: str = Field(default_factory=socket.gethostname)
     model: str | None = None  # ONNX classifier; None: the shipped one
     detector: str = "centerface"
+    detector_int8: bool | None = None  # CenterFace's int8 copy; None: below 640 px (runtime.detectors.INT8_BELOW_SIZE)
     defaults: CameraDefaults = CameraDefaults()
     cameras: dict[str, CameraConfig]
     events: EventsConfig = EventsConfig()

@@ -63,7 +63,13 @@ class Service:
             self.store, node=self.node, snapshots=self.config.snapshots, deliver=self.deliver, retention=self.config.retention,
             on_stored=self.hub.publish,
         ).start()  # fmt: skip
-        infer = self.metrics.timed(self.infer or BatchInference(model=self.config.model, detector=self.config.detector))
+        batch = self.infer or BatchInference(
+            model=self.config.model, detector=self.config.detector, detector_int8=self.config.detector_int8
+        )
+        if isinstance(batch, BatchInference):  # detector sessions (and the int8 graph, made once) before the first frame
+            for size in sorted({camera.detector_size for camera in self.config.resolved_cameras()}):
+                batch.detector_for(size)
+        infer = self.metrics.timed(batch)
         labels = getattr(getattr(infer, "classifier", None), "labels", None) or ("with_mask", "without_mask", "mask_incorrect")
         for camera in self.config.resolved_cameras():
             reader = CameraReader(camera, on_status=self.deliver.camera_status)

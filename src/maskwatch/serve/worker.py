@@ -127,16 +127,25 @@ def run_worker(works: Sequence[CameraWork], infer: Infer, sink: Sink, stop: thre
 class BatchInference:
     """Real models: one face detector session per input size, one classifier for the crops of all cameras."""
 
-    def __init__(self, *, model: str | None = None, detector: str = "centerface", min_face_score: float = 0.3, threads: int = 0):
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        detector: str = "centerface",
+        min_face_score: float = 0.3,
+        threads: int = 0,
+        detector_int8: bool | None = None,
+    ):
         self.classifier = OnnxMaskClassifier(model, threads=threads)
         self.detector_name, self.min_face_score, self.threads = detector, min_face_score, threads
+        self.detector_int8 = detector_int8
         self._detectors: dict[int, FaceDetector] = {}
 
     def detector_for(self, size: int) -> FaceDetector:
         if size not in self._detectors:
             options: dict = {"threads": self.threads}
             if self.detector_name == "centerface":
-                options.update(input_size=size, threshold=min(self.min_face_score, 0.35))
+                options.update(input_size=size, threshold=min(self.min_face_score, 0.35), int8=self.detector_int8)
             self._detectors[size] = make_detector(self.detector_name, **options)
         return self._detectors[size]
 
