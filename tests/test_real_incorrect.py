@@ -346,16 +346,54 @@ def test_pipeline_with_flip_runs_both_passes_fuses_them_and_averages_mirrored_pr
 
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (60, 120, 3), np.uint8)
-    config = PipelineConfig(model=str(tiny_model[1]), flip=True)  # detector "centerface" by name: refinements apply
-    pipeline = MaskPipeline(config, detector=LeftHalfDetector())
+    classifier = OnnxMaskClassifier()  # the shipped model: the tiny one gives nearly the same output for any input
+    config = PipelineConfig(flip=True)  # detector "centerface" by name: refinements apply
+    pipeline = MaskPipeline(config, detector=LeftHalfDetector(), classifier=classifier)
     result = pipeline(image)
     assert LeftHalfDetector.calls == 2
     assert len(result.faces) == 2  # the halves do not overlap: two faces, each scored as its one sighting
     assert sorted(f.box[0] for f in result.faces) == pytest.approx([0, 60], abs=2)
-    classifier = OnnxMaskClassifier()  # the shipped model: the tiny one gives nearly the same output for any input
+    for face in result.faces:  # the pipeline asks for the mirrored average
+        crop = crop_face(image, face.box, margin=classifier.info.margin, size=classifier.info.input_size)
+        expected = classifier.predict_proba([crop], mirrored=True)[0]
+        assert np.allclose([face.probs[label] for label in classifier.labels], expected, atol=1e-5)
     crops = [synthetic_face(label, size=96, seed=k) for k, label in enumerate(("with_mask", "without_mask", "mask_incorrect"))]
     crops = [np.ascontiguousarray(np.concatenate([c[:, :60], c[:, :36] // 2], axis=1)) for c in crops]  # lopsided
     both = classifier.predict_proba(crops, mirrored=True)
     plain = classifier.predict_proba(crops)
     mirror = classifier.predict_proba([c[:, ::-1] for c in crops])
     assert np.allclose(both, (plain + mirror) / 2, atol=1e-6) and not np.allclose(both, plain, atol=1e-4)
+
+
+def _faces_of(runner_result, path: Path) -> list[dict]:
+    assert runner_result.exit_code == 0, runner_result.output
+    return [face for line in path.read_text().splitlines() for face in json.loads(line)["faces"]]
+
+
+def test_detect_refines_photos_by_default_and_leaves_video_alone(tmp_path: Path):
+    import cv2
+
+    from maskwatch.cli import app
+    from maskwatch.runtime.pipeline import default_sample_image
+
+    runner = CliRunner()
+    photo, image = default_sample_image()
+    default, plain = tmp_path / "default.jsonl", tmp_path / "plain.jsonl"
+    refined = _faces_of(runner.invoke(app, ["detect", photo, "--json", str(default)]), default)
+    one_pass = _faces_of(runner.invoke(app, ["detect", photo, "--json", str(plain), "--no-box-shape", "--no-flip"]), plain)
+    assert len(refined) == len(one_pass) == 1
+    (_, y1, _, y2), (_, q1, _, q2) = refined[0]["box"], one_pass[0]["box"]
+    assert (y1 + y2) / 2 > (q1 + q2) / 2 + 0.03 * (q2 - q1)  # reshaped: centred lower (more chin)
+    assert refined[0]["probs"] != one_pass[0]["probs"]
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (image.shape[1], image.shape[0]))
+    for _ in range(3):
+        writer.write(np.ascontiguousarray(image[:, :, ::-1]))
+    writer.release()
+    video, video_plain = tmp_path / "video.jsonl", tmp_path / "video_plain.jsonl"
+    by_default = _faces_of(runner.invoke(app, ["detect", str(clip), "--json", str(video)]), video)
+    asked_off = _faces_of(
+        runner.invoke(app, ["detect", str(clip), "--json", str(video_plain), "--no-box-shape", "--no-flip"]), video_plain
+    )
+    assert by_default and [f["box"] for f in by_default] == [f["box"] for f in asked_off]

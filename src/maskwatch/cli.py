@@ -18,20 +18,22 @@ from maskwatch.cli_lazy import LazyTyper
 BOX_SHAPE_OPTION = typer.Option(
     None,
     "--box-shape/--no-box-shape",
-    help="Reshape detected boxes to the face extent annotators draw (fitted on the train photos of both shared scene "
-    "sets; free). Default: on for still images, off for video.",
+    help="Reshape CenterFace's boxes to the face extent annotators draw (fitted on the train photos of both shared scene "
+    "sets; free). Default: on for photos (an image, a folder or a glob, videos inside them included), off for a video "
+    "file, webcam or stream.",
 )
 FLIP_OPTION = typer.Option(
     None,
     "--flip/--no-flip",
-    help="Also run detector and classifier on the mirror image; boxes fused, probabilities averaged (twice their "
-    "time). Default: on for still images at a detector size of 640 or more (the image default), off below and for video.",
+    help="Also run CenterFace and the classifier on the mirror image; boxes fused, probabilities averaged (twice their "
+    "time). Default: on for photos at a detector size of 640 or more or 0 (native; the image default is 960), off below "
+    "and for a video file, webcam or stream.",
 )
 DETECTOR_INT8_OPTION = typer.Option(
     None,
     "--detector-int8/--detector-fp32",
-    help="CenterFace in int8 (made once per machine from its fp32 graph; 1.7x faster, same face AP at 320 px) or fp32. "
-    "Default: int8 below 640 px on the CPU (video, --detector-size 320), fp32 from 640 px on (the image default).",
+    help="CenterFace in int8 (made once per machine from its fp32 graph; 1.6x faster, same face AP at 320 px) or fp32. "
+    "Default: int8 below 640 px with --device cpu (video, --detector-size 320), fp32 from 640 px on (the image default).",
 )
 
 app = LazyTyper(

@@ -130,6 +130,7 @@ def evaluate_source(
     result = per_source.pop("all")
     result["per_source"] = per_source
     result["skipped"] = len(problems)
+    result["mirrored"] = mirrored  # one pass or crop + mirror averaged: figures of the two are not comparable
     return result, scored, problems
 
 

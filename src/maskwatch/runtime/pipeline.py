@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Options of the whole pipeline (detector, crop, classifier), mapped 1:1 to ``maskwatch detect`` flags."""
+    """Options of the whole pipeline (detector, crop, classifier), mapped 1:1 to ``maskwatch detect`` flags. The
+    still-image refinements are off here; ``detect`` turns them on for photos (:func:`still_image_defaults`)."""
 
     model: str | None = None  # ONNX classifier; None: the shipped int8 model
     detector: str = "centerface"
