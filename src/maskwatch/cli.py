@@ -308,6 +308,22 @@ def _print_report(result: dict) -> None:
         console.print(sources)
 
 
+def _scene_predictions(predictions: Path, truth: dict, pipeline_flags: dict) -> tuple[dict, list[str]]:
+    """Detections read from a `detect --json` file; pipeline flags given with it are named as ignored."""
+    from maskwatch.runtime.scenes import read_predictions
+
+    unused = [flag for flag, value in pipeline_flags.items() if value is not None]
+    if unused:
+        log.warning("--predictions: %s ignored (the detections were made by `detect`)", ", ".join(unused))
+    try:
+        found, bad_lines = read_predictions(predictions, truth)
+    except OSError as error:
+        _fail(f"--predictions {predictions}: cannot read ({error.strerror or error})")
+    for line in bad_lines:
+        log.warning("%s", line)
+    return found, bad_lines
+
+
 @app.command("evaluate-scenes")
 def evaluate_scenes(
     images_dir: Path = typer.Argument(..., help="Folder of scene images."),
@@ -332,7 +348,7 @@ def evaluate_scenes(
     _require_extra("eval")
     from maskwatch.fileio import OutputError, write_json
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
-    from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes, read_predictions
+    from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes
 
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
@@ -347,12 +363,8 @@ def evaluate_scenes(
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
-        try:
-            found, bad_lines = read_predictions(predictions, truth)
-        except OSError as error:
-            _fail(f"--predictions {predictions}: cannot read ({error.strerror or error})")
-        for line in bad_lines:
-            log.warning("%s", line)
+        pipeline_flags = {"--model": model, "--box-shape/--no-box-shape": box_shape, "--flip/--no-flip": flip}
+        found, bad_lines = _scene_predictions(predictions, truth, {**pipeline_flags, "--detector-int8": detector_int8})
     else:
         from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
 
