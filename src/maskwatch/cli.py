@@ -425,6 +425,19 @@ def fetch_weights(
             typer.echo(str(centerface_path() if name == "centerface" else resolve_imagenet_weights(name)))
         except FetchError as error:
             _fail(f"{name}: {error}")
+        if name == "centerface":
+            _prepare_int8_centerface()
+
+
+def _prepare_int8_centerface() -> None:
+    """The int8 CenterFace graph of the speed path, made now rather than at the first 320 px start; a failure only
+    means `detect` tries again (and falls back to fp32) later."""
+    from maskwatch.runtime.detectors import prepare_int8_centerface
+
+    try:
+        typer.echo(str(prepare_int8_centerface()))
+    except Exception as error:  # noqa: BLE001 - onnx's converter and ONNX Runtime raise their own types
+        log.warning("centerface: int8 graph not made (%s); detect makes it on first use or runs fp32", str(error)[:200])
 
 
 def _default_fetch_names() -> list[str]:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -118,6 +119,13 @@ def _centerface_int8_model() -> tuple[bytes, str]:
         return quantize_centerface(prepared, load_rgb(sample))
 
     return cached_bytes("centerface-int8", key, build), key
+
+
+def prepare_int8_centerface() -> Path:
+    """Make (or find) this machine's int8 CenterFace graph in the cache and return its file: what `fetch-weights`
+    does so that an offline machine, given a copy of the cache folder, never quantises at start."""
+    _, key = _centerface_int8_model()
+    return graph_cache_dir() / f"centerface-int8-{key}.onnx"
 
 
 def _int8_session_or_fp32(device: str, threads: int) -> tuple[ort.InferenceSession, bool]:
