@@ -55,6 +55,7 @@ def main() -> None:
     )
     parser.add_argument("--parity", default="", help="a sentence on int8 vs fp32 across CPU paths")
     parser.add_argument("--scenes", type=Path, nargs="*", default=[], help="evaluate-scenes JSON files (all images, test images)")
+    parser.add_argument("--scenes-note", default="", help="a line under the end-to-end table (e.g. the one-pass figures)")
     parser.add_argument("--time-note", default="", help="a remark on how and where it ran")
     parser.add_argument("--command", default="maskwatch train --config recipes/default.yaml")
     parser.add_argument("--origin", default="", help="for a run started with --init: how that checkpoint was made")
@@ -169,6 +170,8 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
             print(
                 f"| {r['images']} ({path.stem}) | {r['face_ap']:.4f} | {r['face_recall']:.4f} | {r['map_3class']:.4f} | {r['map_compliance']:.4f} | {aps} |"
             )
+        if args.scenes_note:
+            print(f"\n{args.scenes_note}")
         print("\nThe 75 test-split photos are the honest figure: the classifier trained on faces of the other photos.\n")
     if report.get("test_focus") and not (args.focus and args.focus.exists()):
         print("## Where it looks (Grad-CAM focus on the lower face, test split, fp32; the run's `report.json`)\n")

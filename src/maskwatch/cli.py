@@ -33,7 +33,7 @@ DETECTOR_INT8_OPTION = typer.Option(
     None,
     "--detector-int8/--detector-fp32",
     help="CenterFace in int8 (made once per machine from its fp32 graph; 1.6x faster, same face AP at 320 px) or fp32. "
-    "Default: int8 below 640 px with --device cpu (video, --detector-size 320), fp32 from 640 px on (the image default).",
+    "Default: int8 below 640 px on the CPU device (video, --detector-size 320), fp32 from 640 px on (the image default).",
 )
 
 app = LazyTyper(
