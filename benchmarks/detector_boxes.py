@@ -5,8 +5,8 @@ Runs CenterFace once per scene photo (and once on its mirror image) of one or mo
   - the median shape of matched pairs (annotated width/height over detected, centre offsets), per set and pooled;
   - face AP@0.5 with a box-shape correction fitted on the train-split photos only (median ratios and offsets over the
     matched faces of every set given: one correction for all), with flip test-time augmentation (boxes of both passes
-    fused), and with both;
-on all photos and on the test-split photos.
+    fused), with a second scale (``--extra-size``, fused), and with them together;
+on all photos, on the val-split photos (where the choices are made) and on the test-split photos.
 
     python benchmarks/detector_boxes.py ../shared/data/scenes ../shared/data/scenes-ilc \
         --splits recipes/default_splits.csv.gz --size 960
@@ -23,7 +23,7 @@ import numpy as np
 
 from maskwatch.data.splits import read_manifest
 from maskwatch.imaging import load_rgb
-from maskwatch.runtime.boxes import fit_box_shape, fuse_flipped
+from maskwatch.runtime.boxes import fit_box_shape, fuse_passes
 from maskwatch.runtime.detectors import make_detector
 from maskwatch.runtime.scene_eval import Detection, average_precision
 from maskwatch.runtime.scenes import load_ground_truth
@@ -32,10 +32,12 @@ from maskwatch.runtime.tracking import iou_matrix
 WIDTH_BANDS = ((0, 16), (16, 32), (32, 64), (64, 128), (128, 100_000))
 
 
-def detect_all(root: Path, size: int, threshold: float):
+def detect_all(root: Path, size: int, threshold: float, extra_size: int):
+    """Per photo: the plain pass, the mirrored pass (mapped back) and a plain pass at ``extra_size``."""
     truth, _ = load_ground_truth(root / "images", root / "annotations")
-    detector = make_detector("centerface", input_size=size, threshold=threshold)
-    plain, flipped, seconds = {}, {}, 0.0
+    detector = make_detector("centerface", input_size=size, threshold=threshold, int8=False)
+    extra = make_detector("centerface", input_size=extra_size, threshold=threshold, int8=False)
+    plain, flipped, second, seconds = {}, {}, {}, 0.0
     for stem, (path, _) in truth.items():
         image = load_rgb(path)
         started = time.perf_counter()
@@ -46,8 +48,10 @@ def detect_all(root: Path, size: int, threshold: float):
         boxes = mirror.boxes.copy()
         boxes[:, [0, 2]] = width - mirror.boxes[:, [2, 0]]
         flipped[stem] = (boxes, mirror.scores)
+        found = extra.detect(image)
+        second[stem] = (found.boxes, found.scores)
     boxes_of = {stem: np.array([b for _, b in objs], np.float64).reshape(-1, 4) for stem, (_, objs) in truth.items()}
-    return boxes_of, plain, flipped, seconds / max(len(truth), 1)
+    return boxes_of, plain, flipped, second, seconds / max(len(truth), 1)
 
 
 def face_ap(found: dict, truths: dict, stems) -> float:
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--splits", type=Path, required=True, help="manifest: the correction is fitted on train photos")
     parser.add_argument("--size", type=int, default=960)
     parser.add_argument("--threshold", type=float, default=0.2)
+    parser.add_argument("--extra-size", type=int, default=640, help="the second scale's detector input")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     split_of = {
@@ -82,17 +87,17 @@ def main() -> None:
     }
     sets = {}
     for root in args.scenes:
-        truths, plain, flipped, ms = detect_all(root, args.size, args.threshold)
+        truths, plain, flipped, second, ms = detect_all(root, args.size, args.threshold, args.extra_size)
         stems = sorted(truths)
         base = {s: (plain[s].boxes, plain[s].scores) for s in stems}
-        sets[root.name] = (truths, base, flipped, stems)
+        sets[root.name] = (truths, base, flipped, second, stems)
         n = sum(len(truths[s]) for s in stems)
         print(f"{root.name}: {len(stems)} photos, {n} faces; CenterFace at {args.size}: {1000 * ms:.0f} ms/photo")
         for t in (0.3, 0.4, 0.5):
             hit = sum(int((iou_matrix(truths[s], base[s][0]).max(1) >= t).sum()) for s in stems if len(base[s][0]))
             print(f"  recall at IoU {t}: {hit / n:.4f}")
     pairs = {}
-    for name, (truths, base, _, stems) in sets.items():
+    for name, (truths, base, _, _, stems) in sets.items():
         train = [s for s in stems if split_of.get((name, s)) == "train"]
         pairs[name] = matched_pairs(base, truths, train)
         print(f"{name}: {len(pairs[name][0])} matched train-split faces: {fit_box_shape(*pairs[name])}")
@@ -105,20 +110,24 @@ def main() -> None:
     shape = fit_box_shape(*(np.concatenate([p[i] for p in pairs.values()]) for i in (0, 1)))
     print(f"pooled over {', '.join(sets)} (the correction used below): {shape}")
     results: dict = {"shape": shape.__dict__}
-    print("\n| set | variant | face AP, all photos | face AP, test-split photos |\n|---|---|---|---|")
-    for name, (truths, base, flipped, stems) in sets.items():
-        test = [s for s in stems if split_of.get((name, s)) == "test"]
-        fused = {s: fuse_flipped(base[s], flipped[s])[:2] for s in stems}
+    print("\n| set | variant | face AP, all photos | val-split photos | test-split photos |\n|---|---|---|---|---|")
+    for name, (truths, base, flipped, second, stems) in sets.items():
+        parts = {split: [s for s in stems if split_of.get((name, s)) == split] for split in ("val", "test")}
+        fused = {s: fuse_passes([base[s], flipped[s]])[:2] for s in stems}
+        scales = {s: fuse_passes([base[s], second[s]])[:2] for s in stems}
+        every = {s: fuse_passes([base[s], flipped[s], second[s]])[:2] for s in stems}
         variants = {
             "as detected": base,
             "box-shape correction": {s: (shape.apply(base[s][0]), base[s][1]) for s in stems},
             "flip fused": fused,
             "flip fused + correction": {s: (shape.apply(fused[s][0]), fused[s][1]) for s in stems},
+            f"+ {args.extra_size} px pass + correction": {s: (shape.apply(scales[s][0]), scales[s][1]) for s in stems},
+            f"flip + {args.extra_size} px pass + correction": {s: (shape.apply(every[s][0]), every[s][1]) for s in stems},
         }
         for variant, found in variants.items():
-            row = {"all": face_ap(found, truths, stems), "test": face_ap(found, truths, test)}
+            row = {"all": face_ap(found, truths, stems), **{k: face_ap(found, truths, v) for k, v in parts.items()}}
             results.setdefault(name, {})[variant] = row
-            print(f"| {name} | {variant} | {row['all']:.4f} | {row['test']:.4f} |")
+            print(f"| {name} | {variant} | {row['all']:.4f} | {row['val']:.4f} | {row['test']:.4f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -397,3 +397,33 @@ def test_detect_refines_photos_by_default_and_leaves_video_alone(tmp_path: Path)
         runner.invoke(app, ["detect", str(clip), "--json", str(video_plain), "--no-box-shape", "--no-flip"]), video_plain
     )
     assert by_default and [f["box"] for f in by_default] == [f["box"] for f in asked_off]
+
+
+@pytest.mark.parametrize(
+    ("still", "size", "asked", "expected"),
+    [
+        (True, 960, None, (640,)),  # the image default gets a 640 px pass
+        (True, 0, None, (640,)),  # native size too
+        (True, 640, None, ()),  # nothing to add at 640 itself
+        (True, 320, None, ()),  # nor below it: the speed path stays one pass
+        (False, 960, None, ()),  # video, webcams, streams: only when asked
+        (False, 960, True, (640,)),
+        (True, 960, False, ()),
+    ],
+)
+def test_photos_at_large_detector_sizes_get_a_second_scale(still, size, asked, expected):
+    from maskwatch.runtime.pipeline import extra_sizes_for
+
+    assert extra_sizes_for(still, size, asked) == expected
+
+
+def test_an_extra_scale_runs_its_own_detector_and_is_fused_with_the_main_pass():
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, default_sample_image
+
+    image = default_sample_image()[1]
+    both = MaskPipeline(PipelineConfig(detector_size=960, extra_detector_sizes=(640,), min_face_score=0.5))
+    assert [d.input_size for d in both.extra_detectors] == [640]
+    main_only = MaskPipeline(PipelineConfig(detector_size=960, min_face_score=0.5))
+    fused, alone = both.find_faces(image), main_only.find_faces(image)
+    assert len(fused.boxes) == len(alone.boxes) == 1  # one face, seen at both scales: fused, not doubled
+    assert not np.allclose(fused.boxes, alone.boxes) and np.abs(fused.boxes - alone.boxes).max() < 10

@@ -168,7 +168,7 @@ def test_evaluate_scenes_reads_damaged_and_single_score_prediction_files(tmp_pat
     out = tmp_path / "scores.json"
     args = ["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--predictions", str(predictions)]
     result = invoke([*args, "--json", str(out), "--no-flip"], 1)  # scored, but two lines had something skipped
-    assert "--predictions: --flip/--no-flip ignored (the detections were made by `detect`)" in result.output
+    assert "--predictions: --flip ignored (the detections were made by `detect`)" in result.output
     assert "peer.jsonl:3: face 0 skipped, no 'label'" in result.output
     assert "peer.jsonl:4: skipped, not a JSON line" in result.output
     report = json.loads(out.read_text())

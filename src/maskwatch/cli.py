@@ -29,6 +29,12 @@ FLIP_OPTION = typer.Option(
     "time). Default: on for photos at a detector size of 640 or more or 0 (native; the image default is 960), off below "
     "and for a video file, webcam or stream.",
 )
+MULTI_SCALE_OPTION = typer.Option(
+    None,
+    "--multi-scale/--no-multi-scale",
+    help="Photos whose detector size is over 640 (or native): also run CenterFace at 640 px and fuse (large faces; "
+    "about half a 960 px pass more). Default: on for photos, off for a video file, webcam or stream.",
+)
 DETECTOR_INT8_OPTION = typer.Option(
     None,
     "--detector-int8/--detector-fp32",
@@ -99,12 +105,13 @@ def detect(
     threads: int = typer.Option(0, "--threads", help="CPU threads for ONNX Runtime (0 = default)."),
     box_shape: bool | None = BOX_SHAPE_OPTION,
     flip: bool | None = FLIP_OPTION,
+    multi_scale: bool | None = MULTI_SCALE_OPTION,
     detector_int8: bool | None = DETECTOR_INT8_OPTION,
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
     from maskwatch.fileio import OutputError
     from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
-    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
     from maskwatch.runtime.stream import OutputOptions, run
     from maskwatch.sources import describe_source
 
@@ -127,7 +134,6 @@ def detect(
     )
     still = describe_source(source) not in ("video", "webcam", "stream")
     size = detector_size if detector_size is not None else (960 if still else 320)
-    box_shape, flip = still_image_defaults(still, size, box_shape, flip)
     config = PipelineConfig(
         model=model,
         detector=detector,
@@ -136,9 +142,8 @@ def detect(
         uncertain_below=uncertain_below,
         device=device,
         threads=threads,
-        box_shape=box_shape,
-        flip=flip,
         detector_int8=detector_int8,
+        **_refinements(still, size, box_shape, flip, multi_scale),
     )
     try:
         pipeline = MaskPipeline(config)
@@ -152,6 +157,14 @@ def detect(
     _log_detect_summary(summary, json_out, save)
     if summary.exit_status:
         raise typer.Exit(code=summary.exit_status)
+
+
+def _refinements(still: bool, size: int, box_shape: bool | None, flip: bool | None, multi_scale: bool | None) -> dict:
+    """The still-image refinements of a run, as PipelineConfig fields: asked for, else the defaults for photos."""
+    from maskwatch.runtime.pipeline import extra_sizes_for, still_image_defaults
+
+    box_shape, flip = still_image_defaults(still, size, box_shape, flip)
+    return {"box_shape": box_shape, "flip": flip, "extra_detector_sizes": extra_sizes_for(still, size, multi_scale)}
 
 
 def _log_detect_summary(summary: Any, json_out: Path | None, save: Path | None) -> None:
@@ -337,6 +350,7 @@ def evaluate_scenes(
     min_face_score: float = typer.Option(0.2, "--min-face-score"),
     box_shape: bool | None = BOX_SHAPE_OPTION,
     flip: bool | None = FLIP_OPTION,
+    multi_scale: bool | None = MULTI_SCALE_OPTION,
     detector_int8: bool | None = DETECTOR_INT8_OPTION,
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
     splits: Path | None = typer.Option(
@@ -363,20 +377,18 @@ def evaluate_scenes(
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
-        pipeline_flags = {"--model": model, "--box-shape/--no-box-shape": box_shape, "--flip/--no-flip": flip}
+        pipeline_flags = {"--model": model, "--box-shape": box_shape, "--flip": flip, "--multi-scale": multi_scale}
         found, bad_lines = _scene_predictions(predictions, truth, {**pipeline_flags, "--detector-int8": detector_int8})
     else:
-        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
+        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
-        box_shape, flip = still_image_defaults(True, detector_size, box_shape, flip)
         try:
             config = PipelineConfig(
                 model=model,
                 detector_size=detector_size,
                 min_face_score=min_face_score,
-                box_shape=box_shape,
-                flip=flip,
                 detector_int8=detector_int8,
+                **_refinements(True, detector_size, box_shape, flip, multi_scale),
             )
             pipeline = MaskPipeline(config)
         except (ValueError, RuntimeError) as error:

@@ -73,20 +73,26 @@ def fit_box_shape(annotated: np.ndarray, detected: np.ndarray) -> BoxShape:
 def fuse_flipped(
     plain: tuple[np.ndarray, np.ndarray], mirrored: tuple[np.ndarray, np.ndarray], iou: float = 0.55
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted box fusion of two passes (boxes already mapped back from the mirror image): boxes that overlap by
-    ``iou`` are averaged, weighted by score. A fused box scores as its best sighting, so ``--min-face-score`` means
-    what it means for one pass (the mean over both passes ranks as well, but it halves a face seen once, which then
-    falls under that threshold). Also returns, per fused box, the index (into plain then mirrored) of that
-    best-scored member, whose landmarks it keeps."""
-    boxes = np.concatenate([plain[0], mirrored[0]]).astype(np.float64).reshape(-1, 4)
-    scores = np.concatenate([plain[1], mirrored[1]]).astype(np.float64)
+    """:func:`fuse_passes` of a plain pass and a mirrored one (boxes already mapped back from the mirror image)."""
+    return fuse_passes([plain, mirrored], iou)
+
+
+def fuse_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.55) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted box fusion of several detector passes over one image ((boxes, scores) each, in image pixels): boxes
+    that overlap by ``iou`` are averaged, weighted by score, a face taking at most one box per pass. A fused box
+    scores as its best sighting, so ``--min-face-score`` means what it means for one pass (the mean over the passes
+    ranks as well, but it scales down a face seen once, which then falls under that threshold). Also returns, per
+    fused box, the index (into the passes' rows, in order) of that best-scored member, whose landmarks it keeps."""
+    boxes = np.concatenate([p[0] for p in passes]).astype(np.float64).reshape(-1, 4)
+    scores = np.concatenate([p[1] for p in passes]).astype(np.float64)
+    most = len(passes)
     order = np.argsort(-scores, kind="stable")
     clusters: list[list[int]] = []
     fused: list[np.ndarray] = []
     for i in order:
         if fused:
             overlap = iou_matrix(boxes[i][None], np.array(fused))[0]
-            overlap[[len(c) >= 2 for c in clusters]] = -1.0  # a face already seen by both passes takes no third box
+            overlap[[len(c) >= most for c in clusters]] = -1.0  # a face every pass has seen takes no more boxes
             best = int(overlap.argmax())
             if overlap[best] >= iou:
                 clusters[best].append(i)

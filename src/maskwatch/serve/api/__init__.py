@@ -61,14 +61,21 @@ class ServiceHooks:
 
 
 def default_pipeline(model: str | None = None, detector: str = "centerface") -> Callable[[], Pipeline]:
-    """``maskwatch detect``'s pipeline for a still image (detector size 960, box shape and mirrored pass), built on
-    first use."""
+    """``maskwatch detect``'s pipeline for a still image (detector size 960, box shape, mirrored pass and a 640 px
+    pass), built on first use."""
 
     def build() -> Pipeline:
-        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, still_image_defaults
+        from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, extra_sizes_for, still_image_defaults
 
         box_shape, flip = still_image_defaults(True, 960, None, None)
-        config = PipelineConfig(model=model, detector=detector, detector_size=960, box_shape=box_shape, flip=flip)
+        config = PipelineConfig(
+            model=model,
+            detector=detector,
+            detector_size=960,
+            box_shape=box_shape,
+            flip=flip,
+            extra_detector_sizes=extra_sizes_for(True, 960, None),
+        )
         return MaskPipeline(config)
 
     return build
