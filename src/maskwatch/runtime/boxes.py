@@ -79,7 +79,8 @@ def fuse_flipped(
 
 def fuse_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.55) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted box fusion of several detector passes over one image ((boxes, scores) each, in image pixels): boxes
-    that overlap by ``iou`` are averaged, weighted by score, a face taking at most one box per pass. A fused box
+    that overlap by ``iou`` are averaged, weighted by score, a face taking at most as many boxes as there are passes
+    (within a pass, non-maximum suppression already keeps overlapping boxes apart). A fused box
     scores as its best sighting, so ``--min-face-score`` means what it means for one pass (the mean over the passes
     ranks as well, but it scales down a face seen once, which then falls under that threshold). Also returns, per
     fused box, the index (into the passes' rows, in order) of that best-scored member, whose landmarks it keeps."""

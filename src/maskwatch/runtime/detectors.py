@@ -162,7 +162,7 @@ def _centerface_session(device: str, threads: int, int8: bool = False) -> ort.In
 
 
 #: Below this detector input (longer side) CenterFace runs int8 by default: the speed-first sizes (320 px video and
-#: the fast photo path), where it is 1.7x faster at the same face AP; from it on (the accuracy-first image default)
+#: the fast photo path), where it is 1.6x faster at the same face AP; from it on (the accuracy-first image default)
 #: fp32, as the detector was trained.
 INT8_BELOW_SIZE = 640
 
