@@ -259,11 +259,11 @@ def test_box_shape_fit_recovers_a_known_distortion_and_applies_it():
 
 
 def test_flip_fusion_averages_faces_seen_twice_and_scores_each_by_its_best_sighting():
-    from maskwatch.runtime.boxes import fuse_flipped
+    from maskwatch.runtime.boxes import fuse_passes
 
     plain = (np.array([[10, 10, 50, 50], [100, 100, 120, 120]], np.float32), np.array([0.9, 0.6], np.float32))
     mirrored = (np.array([[12, 10, 52, 50], [200, 10, 230, 40]], np.float32), np.array([0.9, 0.8], np.float32))
-    boxes, scores, leaders = fuse_flipped(plain, mirrored)
+    boxes, scores, leaders = fuse_passes([plain, mirrored])
     assert len(boxes) == 3
     twice = int(np.argmax(scores))
     assert np.allclose(boxes[twice], [11, 10, 51, 50]) and scores[twice] == pytest.approx(0.9)
@@ -274,7 +274,7 @@ def test_flip_fusion_averages_faces_seen_twice_and_scores_each_by_its_best_sight
     # a third box over a face both passes saw joins the next open face it overlaps, not a new duplicate
     plain = (np.array([[0, 0, 40, 40], [12, 0, 52, 40]], np.float32), np.array([0.9, 0.6], np.float32))
     mirrored = (np.array([[1, 0, 41, 40], [6, 0, 46, 40]], np.float32), np.array([0.8, 0.5], np.float32))
-    boxes, scores, _ = fuse_flipped(plain, mirrored)  # [6..46] overlaps the full first face most, the second next
+    boxes, scores, _ = fuse_passes([plain, mirrored])  # [6..46] overlaps the full first face most, the second next
     assert len(boxes) == 2 and sorted(scores.tolist()) == pytest.approx([0.6, 0.9])
 
 

@@ -70,13 +70,6 @@ def fit_box_shape(annotated: np.ndarray, detected: np.ndarray) -> BoxShape:
     return BoxShape(float(np.median(aw / dw)), float(np.median(ah / dh)), float(np.median(dx)), float(np.median(dy)))
 
 
-def fuse_flipped(
-    plain: tuple[np.ndarray, np.ndarray], mirrored: tuple[np.ndarray, np.ndarray], iou: float = 0.55
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`fuse_passes` of a plain pass and a mirrored one (boxes already mapped back from the mirror image)."""
-    return fuse_passes([plain, mirrored], iou)
-
-
 def fuse_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.55) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted box fusion of several detector passes over one image ((boxes, scores) each, in image pixels): boxes
     that overlap by ``iou`` are averaged, weighted by score, a face taking at most as many boxes as there are passes

@@ -34,10 +34,10 @@ class PipelineConfig:
     device: str = "cpu"
     threads: int = 0
     detector_int8: bool | None = None  # CenterFace's int8 copy; None: below 640 px on the CPU (detectors.INT8_BELOW_SIZE)
-    # Still-image refinements (the CLI turns both on for photos at the image default; see still_image_defaults):
+    # Still-image refinements (the CLI turns them on for photos; see still_image_defaults and extra_sizes_for):
     # reshape CenterFace's boxes to the face extent people annotate (runtime.boxes.CENTERFACE_TO_ANNOTATED; free),
-    # and run detector and classifier on the mirror image too, fusing boxes and averaging probabilities (twice the
-    # time of both).
+    # run detector and classifier on the mirror image too, fusing boxes and averaging probabilities (twice the time
+    # of both), and run CenterFace at extra input sizes, fused the same way.
     box_shape: bool = False
     flip: bool = False
     extra_detector_sizes: tuple[int, ...] = ()  # more CenterFace passes at these input sizes, fused with the others
@@ -90,11 +90,6 @@ def mirrored_back(found: Detections, width: int) -> Detections:
         landmarks = found.landmarks[:, [1, 0, 2, 4, 3]].copy()  # eyes, nose, mouth corners: left <-> right
         landmarks[:, :, 0] = width - landmarks[:, :, 0]
     return Detections(boxes, found.scores, landmarks)
-
-
-def fused_with_mirror(plain: Detections, mirrored: Detections) -> Detections:
-    """Both passes' boxes fused; see :func:`fused_passes`."""
-    return fused_passes([plain, mirrored])
 
 
 def fused_passes(passes: list[Detections]) -> Detections:
