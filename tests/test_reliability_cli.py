@@ -229,7 +229,15 @@ def test_blur_changes_face_pixels_and_nothing_else(tiny_model, tmp_path: Path):
 
 # --- more hostile input, found by probing the merged commands -------------------------------------------------------------
 @pytest.mark.parametrize(
-    "flag, value", [("--detector-size", "-1"), ("--min-face-score", "nan"), ("--uncertain-below", "2"), ("--threads", "-3")]
+    "flag, value",
+    [
+        ("--detector-size", "-1"),
+        ("--min-face-score", "nan"),
+        ("--uncertain-below", "2"),
+        ("--threads", "-3"),
+        ("--extra-margin", "-0.1"),
+        ("--extra-margin", "nan"),
+    ],
 )
 def test_out_of_range_detect_options_are_one_line(tmp_path: Path, flag: str, value: str):
     image = face_png(tmp_path / "a.png")

@@ -15,6 +15,13 @@ from maskwatch.cli_common import require_extra as _require_extra
 from maskwatch.cli_lazy import LazyTyper
 
 # Still-image refinements, shared by `detect` and `evaluate-scenes` (maskwatch.runtime.pipeline.still_image_defaults).
+EXTRA_MARGIN_OPTION = typer.Option(
+    None,
+    "--extra-margin",
+    help="Margin added to the model's (a fraction of the box side) when cutting a detected face for the classifier: "
+    "detector boxes miss the annotated face by a little, and the chin often holds the mask. Default: 0.07 (chosen on "
+    "the val photos); 0 cuts detected faces exactly as annotated ones.",
+)
 BOX_SHAPE_OPTION = typer.Option(
     None,
     "--box-shape/--no-box-shape",
@@ -107,10 +114,10 @@ def detect(
     flip: bool | None = FLIP_OPTION,
     multi_scale: bool | None = MULTI_SCALE_OPTION,
     detector_int8: bool | None = DETECTOR_INT8_OPTION,
+    extra_margin: float | None = EXTRA_MARGIN_OPTION,
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
     from maskwatch.fileio import OutputError
-    from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
     from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
     from maskwatch.runtime.stream import OutputOptions, run
     from maskwatch.sources import describe_source
@@ -118,10 +125,7 @@ def detect(
     if show:
         _require_gui()
     if source is None:
-        source = str(asset_path(SAMPLE_IMAGE))
-        save = save or Path("maskwatch-output")
-        json_out = json_out or save / "detections.jsonl"
-        log.info("no SOURCE given: running on the built-in sample (%s)", source)
+        source, save, json_out = _on_the_sample(save, json_out)
     if not source.strip():
         _fail("SOURCE is empty: give an image, folder, glob, video, webcam index or rtsp/http URL")
     if detect_every < 1:
@@ -131,6 +135,7 @@ def detect(
         ("--min-face-score", min_face_score, 0.0, 1.0),
         ("--uncertain-below", uncertain_below, 0.0, 1.0),
         ("--threads", threads, 0, 1024),
+        ("--extra-margin", extra_margin, 0.0, 1.0),
     )
     still = describe_source(source) not in ("video", "webcam", "stream")
     size = detector_size if detector_size is not None else (960 if still else 320)
@@ -143,6 +148,7 @@ def detect(
         device=device,
         threads=threads,
         detector_int8=detector_int8,
+        extra_margin=extra_margin,
         **_refinements(still, size, box_shape, flip, multi_scale),
     )
     try:
@@ -157,6 +163,16 @@ def detect(
     _log_detect_summary(summary, json_out, save)
     if summary.exit_status:
         raise typer.Exit(code=summary.exit_status)
+
+
+def _on_the_sample(save: Path | None, json_out: Path | None) -> tuple[str, Path, Path]:
+    """``detect`` without a SOURCE: the built-in sample, with output in ./maskwatch-output unless asked elsewhere."""
+    from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
+
+    source = str(asset_path(SAMPLE_IMAGE))
+    save = save or Path("maskwatch-output")
+    log.info("no SOURCE given: running on the built-in sample (%s)", source)
+    return source, save, json_out or save / "detections.jsonl"
 
 
 def _refinements(still: bool, size: int, box_shape: bool | None, flip: bool | None, multi_scale: bool | None) -> dict:
@@ -352,6 +368,7 @@ def evaluate_scenes(
     flip: bool | None = FLIP_OPTION,
     multi_scale: bool | None = MULTI_SCALE_OPTION,
     detector_int8: bool | None = DETECTOR_INT8_OPTION,
+    extra_margin: float | None = EXTRA_MARGIN_OPTION,
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
     splits: Path | None = typer.Option(
         None, "--splits", help="A split manifest (splits.csv[.gz]): score only the photos whose faces are in --split."
@@ -364,6 +381,7 @@ def evaluate_scenes(
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
     from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes
 
+    _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)
@@ -378,7 +396,8 @@ def evaluate_scenes(
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
         pipeline_flags = {"--model": model, "--box-shape": box_shape, "--flip": flip, "--multi-scale": multi_scale}
-        found, bad_lines = _scene_predictions(predictions, truth, {**pipeline_flags, "--detector-int8": detector_int8})
+        more_flags = {"--detector-int8": detector_int8, "--extra-margin": extra_margin}
+        found, bad_lines = _scene_predictions(predictions, truth, {**pipeline_flags, **more_flags})
     else:
         from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
 
@@ -388,6 +407,7 @@ def evaluate_scenes(
                 detector_size=detector_size,
                 min_face_score=min_face_score,
                 detector_int8=detector_int8,
+                extra_margin=extra_margin,
                 **_refinements(True, detector_size, box_shape, flip, multi_scale),
             )
             pipeline = MaskPipeline(config)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.crop import crop_face
+from maskwatch.crop import crop_face, detected_face_margin
 from maskwatch.results import Face, FrameResult
 from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
 from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED, fuse_passes
@@ -41,6 +41,8 @@ class PipelineConfig:
     box_shape: bool = False
     flip: bool = False
     extra_detector_sizes: tuple[int, ...] = ()  # more CenterFace passes at these input sizes, fused with the others
+    # Margin added to the model's for detected faces (None: maskwatch.crop.DETECTED_FACE_EXTRA_MARGIN, for every source).
+    extra_margin: float | None = None
 
 
 #: Detector inputs from which still images get the mirrored pass by default: the accuracy-first sizes. Below it (the
@@ -138,7 +140,8 @@ class MaskPipeline:
 
     @property
     def margin(self) -> float:
-        return self.classifier.info.margin
+        """The margin detected faces are cut with: the model's, widened for detector boxes."""
+        return detected_face_margin(self.classifier.info.margin, self.config.extra_margin)
 
     def find_faces(self, image: np.ndarray) -> Detections:
         """The detector's faces, with the still-image refinements the config asks for (CenterFace only: the box
