@@ -19,7 +19,7 @@ EXTRA_MARGIN_OPTION = typer.Option(
     None,
     "--extra-margin",
     help="Margin added to the model's (a fraction of the box side) when cutting a detected face for the classifier: "
-    "detector boxes miss the annotated face by a little, and the chin often holds the mask. Default: 0.07 (chosen on "
+    "detector boxes miss the annotated face by a little, and the chin often holds the mask. Default: 0.03 (chosen on "
     "the val photos); 0 cuts detected faces exactly as annotated ones.",
 )
 BOX_SHAPE_OPTION = typer.Option(

@@ -1,0 +1,86 @@
+"""Where does end-to-end 3-class mAP go: the detector or the classifier?
+
+Runs the photo pipeline (960 px default refinements) on one split's scene photos and scores it twice: as it is, and
+with every detection that matches an annotated face (IoU >= 0.5) given that face's true class at probability 1 (a
+perfect classifier on the same boxes). The gap between the two is what the classifier costs; the rest (face AP) is
+the detector's. Also prints the confusion of matched faces (rows: truth; last column: faces no detection matched) and
+the sizes of matched, unmatched and missed boxes.
+
+    python benchmarks/scene_error_budget.py ../shared/data/scenes-ilc --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.imaging import load_rgb
+from maskwatch.labels import LABELS
+from maskwatch.runtime.boxes import iou_matrix
+from maskwatch.runtime.pipeline import MULTI_SCALE_SIZE, MaskPipeline, PipelineConfig
+from maskwatch.runtime.scene_eval import score_scenes
+from maskwatch.runtime.scenes import keep_split, load_ground_truth
+
+
+def shorter_side(box) -> float:
+    return float(min(box[2] - box[0], box[3] - box[1]))
+
+
+def perfect_labels(objects: list, faces: list[dict], sizes: dict, confusion: np.ndarray) -> list[dict]:
+    """Faces of one photo with matched ones relabelled to the truth (greedy by face score, as the scorer matches);
+    counts the classifier's confusion on matched faces and the sizes of matched / unmatched / missed boxes."""
+    truth = np.array([box for _, box in objects]).reshape(-1, 4)
+    used = np.zeros(len(truth), bool)
+    out = []
+    for face in sorted(faces, key=lambda f: -f["face_score"]):
+        face = dict(face)
+        ious = iou_matrix(np.array(face["box"])[None], truth)[0] if len(truth) else np.zeros(0)
+        j = int(ious.argmax()) if len(ious) else -1
+        if j >= 0 and ious[j] >= 0.5 and not used[j]:
+            used[j] = True
+            confusion[LABELS.index(objects[j][0]), LABELS.index(face["label"])] += 1
+            sizes["matched"].append(shorter_side(face["box"]))
+            face.update(label=objects[j][0], score=1.0)
+        else:
+            sizes["unmatched"].append(shorter_side(face["box"]))
+        out.append(face)
+    for j in np.nonzero(~used)[0]:
+        confusion[LABELS.index(objects[j][0]), len(LABELS)] += 1
+        sizes["missed"].append(shorter_side(truth[j]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="Scene folder (images/ + annotations/).")
+    parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")
+    args = parser.parse_args()
+    truth, _ = load_ground_truth(args.root / "images", args.root / "annotations")
+    truth = keep_split(truth, args.splits, args.split)
+    config = PipelineConfig(
+        model=args.model, detector_size=960, box_shape=True, flip=True, extra_detector_sizes=(MULTI_SCALE_SIZE,)
+    )
+    pipeline = MaskPipeline(config)
+    found = {stem: [f.to_json() for f in pipeline(load_rgb(path)).faces] for stem, (path, _) in truth.items()}
+    confusion = np.zeros((len(LABELS), len(LABELS) + 1), int)
+    sizes: dict[str, list[float]] = {"matched": [], "unmatched": [], "missed": []}
+    perfect = {stem: perfect_labels(objects, found[stem], sizes, confusion) for stem, (_, objects) in truth.items()}
+    objects = {stem: item[1] for stem, item in truth.items()}
+    for name, predictions in (("as shipped", found), ("perfect classifier on the same boxes", perfect)):
+        report = score_scenes(objects, predictions)
+        aps = " / ".join(f"{report['class'][label]['ap']:.4f}" for label in LABELS)
+        print(f"{name}: face AP {report['face_ap']:.4f}, 3-class mAP {report['map_3class']:.4f} (AP {aps})")
+    print(f"\n{args.split} photos: {len(truth)}; matched faces, rows = truth, columns = {', '.join(LABELS)}, missed")
+    for label, row in zip(LABELS, confusion):
+        print(f"  {label:15s} {row.tolist()}")
+    for kind, values in sizes.items():
+        if values:
+            print(f"{kind} boxes: {len(values)}, shorter side median {np.median(values):.0f} px")
+
+
+if __name__ == "__main__":
+    main()
