@@ -1,4 +1,4 @@
-"""How much margin should a face the detector found get before the classifier sees it?
+"""How much margin should a face the detector found get before the classifier sees it? (`--extra-margin`)
 
 Runs the detector once per photo (the photo default: 960 px, reshaped, mirrored and 640 px passes; or a one-pass
 video setting), then classifies every detected face again at several extra margins on top of the model's, and scores
@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", type=Path, nargs="+", help="Scene folders (images/ + annotations/).")
     parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
-    parser.add_argument("--split", default="val", help="val, test or all")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
     parser.add_argument("--size", type=int, default=960, help="Detector input size.")
     parser.add_argument("--one-pass", action="store_true", help="No reshaping, mirrored or extra passes (as on video).")
     parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")

@@ -81,7 +81,7 @@ def torch_eager_pipeline(detector: MaskPipeline, checkpoint: Path):
     """Same detector and crops, classifier in PyTorch eager mode (what a training notebook runs)."""
     import torch
 
-    from maskwatch.crop import crop_face, detected_face_margin
+    from maskwatch.crop import crop_face
     from maskwatch.data.transforms import eval_transform
     from maskwatch.training.checkpoint import load_checkpoint
 
@@ -90,8 +90,7 @@ def torch_eager_pipeline(detector: MaskPipeline, checkpoint: Path):
 
     def run_frame(rgb):
         found = detector.detector.detect(rgb)
-        margin = detected_face_margin(meta["margin"])
-        crops = [crop_face(rgb, box, margin=margin, size=meta["input_size"]) for box in found.boxes]
+        crops = [crop_face(rgb, box, margin=meta["margin"], size=meta["input_size"]) for box in found.boxes]
         if crops:
             with torch.no_grad():
                 net(torch.stack([transform(c) for c in crops]))

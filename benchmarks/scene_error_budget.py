@@ -42,7 +42,7 @@ def perfect_labels(objects: list, faces: list[dict], sizes: dict, confusion: np.
             used[j] = True
             confusion[LABELS.index(objects[j][0]), LABELS.index(face["label"])] += 1
             sizes["matched"].append(shorter_side(face["box"]))
-            face.update(label=objects[j][0], score=1.0)
+            face.update(label=objects[j][0], score=1.0, probs={label: float(label == objects[j][0]) for label in LABELS})
         else:
             sizes["unmatched"].append(shorter_side(face["box"]))
         out.append(face)
@@ -56,11 +56,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="Scene folder (images/ + annotations/).")
     parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
     parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")
     args = parser.parse_args()
     truth, _ = load_ground_truth(args.root / "images", args.root / "annotations")
-    truth = keep_split(truth, args.splits, args.split)
+    if args.split != "all":
+        truth = keep_split(truth, args.splits, args.split)
     config = PipelineConfig(
         model=args.model, detector_size=960, box_shape=True, flip=True, extra_detector_sizes=(MULTI_SCALE_SIZE,)
     )

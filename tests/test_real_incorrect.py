@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_face
-from maskwatch.crop import DETECTED_FACE_EXTRA_MARGIN, crop_face, crop_whole_image, detected_face_margin, whole_image_crop
+from maskwatch.crop import crop_face, crop_whole_image, whole_image_crop
 from maskwatch.data.index import Sample
 from maskwatch.data.loading import LoadedSamples, extend_splits, load_samples
 from maskwatch.data.splits import ManifestRow, read_manifest, split_of, write_manifest
@@ -354,7 +354,7 @@ def test_pipeline_with_flip_runs_both_passes_fuses_them_and_averages_mirrored_pr
     assert len(result.faces) == 2  # the halves do not overlap: two faces, each scored as its one sighting
     assert sorted(f.box[0] for f in result.faces) == pytest.approx([0, 60], abs=2)
     for face in result.faces:  # the pipeline asks for the mirrored average
-        crop = crop_face(image, face.box, margin=detected_face_margin(classifier.info.margin), size=classifier.info.input_size)
+        crop = crop_face(image, face.box, margin=classifier.info.margin, size=classifier.info.input_size)
         expected = classifier.predict_proba([crop], mirrored=True)[0]
         assert np.allclose([face.probs[label] for label in classifier.labels], expected, atol=1e-5)
     crops = [synthetic_face(label, size=96, seed=k) for k, label in enumerate(("with_mask", "without_mask", "mask_incorrect"))]
@@ -365,58 +365,72 @@ def test_pipeline_with_flip_runs_both_passes_fuses_them_and_averages_mirrored_pr
     assert np.allclose(both, (plain + mirror) / 2, atol=1e-6) and not np.allclose(both, plain, atol=1e-4)
 
 
-def test_detected_faces_are_cut_with_the_wider_margin_and_annotated_ones_with_the_models(tmp_path: Path):
+class _FixedBox:
+    """One face at a fixed place, whatever the image."""
+
+    box = np.array([[180, 40, 320, 220]], np.float32)
+
+    def detect(self, image):
+        from maskwatch.runtime.detectors import Detections
+
+        return Detections(self.box.copy(), np.array([0.9], np.float32))
+
+
+def _crops_fed_to(classifier, monkeypatch) -> list[np.ndarray]:
+    """Record every crop ``classifier`` is asked to classify."""
+    seen: list[np.ndarray] = []
+    classify = classifier.predict_proba
+    monkeypatch.setattr(classifier, "predict_proba", lambda crops, **kw: seen.extend(crops) or classify(crops, **kw))
+    return seen
+
+
+def test_detected_faces_are_cut_with_the_models_margin_unless_more_is_asked(tmp_path: Path, monkeypatch):
+    import cv2
+
     from maskwatch.cli import app
     from maskwatch.runtime.classifier import OnnxMaskClassifier
-    from maskwatch.runtime.detectors import Detections
     from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, default_sample_image
-
-    class FixedBox:
-        def detect(self, image):
-            return Detections(np.array([[180, 40, 320, 220]], np.float32), np.array([0.9], np.float32))
 
     _, image = default_sample_image()
     classifier = OnnxMaskClassifier()
     info = classifier.info
-    assert detected_face_margin(info.margin) == pytest.approx(info.margin + DETECTED_FACE_EXTRA_MARGIN)
-    for extra, margin in ((None, info.margin + DETECTED_FACE_EXTRA_MARGIN), (0.0, info.margin), (0.3, info.margin + 0.3)):
-        face = MaskPipeline(PipelineConfig(extra_margin=extra), detector=FixedBox(), classifier=classifier)(image).faces[0]
-        expected = classifier.predict_proba([crop_face(image, face.box, margin=margin, size=info.input_size)])[0]
-        assert np.allclose([face.probs[label] for label in classifier.labels], expected, atol=1e-5)
-    # the flag reaches the pipeline: 0 gives the crops of annotated faces, which classify differently
+    seen = _crops_fed_to(classifier, monkeypatch)
+    for extra in (0.0, 0.3):
+        seen.clear()
+        MaskPipeline(PipelineConfig(extra_margin=extra), detector=_FixedBox(), classifier=classifier)(image)
+        expected = crop_face(image, _FixedBox.box[0], margin=info.margin + extra, size=info.input_size)
+        assert np.array_equal(seen[0], expected)
+    for bad in (-0.1, float("nan"), 1.5):
+        with pytest.raises(ValueError, match="extra_margin"):
+            PipelineConfig(extra_margin=bad)
+    # the flag reaches the pipeline: what `detect --extra-margin 0.2` writes is what that pipeline classifies
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.ascontiguousarray(image[:, :, ::-1]))
+    plain, wide = tmp_path / "plain.jsonl", tmp_path / "wide.jsonl"
     runner = CliRunner()
-    photo = str(tmp_path / "photo.png")
-    import cv2
-
-    cv2.imwrite(photo, np.ascontiguousarray(image[:, :, ::-1]))
-    wide, tight = tmp_path / "wide.jsonl", tmp_path / "tight.jsonl"
-    by_default = _faces_of(runner.invoke(app, ["detect", photo, "--json", str(wide)]), wide)
-    as_annotated = _faces_of(runner.invoke(app, ["detect", photo, "--json", str(tight), "--extra-margin", "0"]), tight)
-    assert [f["box"] for f in by_default] == [f["box"] for f in as_annotated]
-    assert by_default[0]["probs"] != as_annotated[0]["probs"]
+    one_pass = ["--no-box-shape", "--no-flip", "--no-multi-scale"]
+    by_default = _faces_of(runner.invoke(app, ["detect", str(photo), "--json", str(plain), *one_pass]), plain)
+    widened = _faces_of(runner.invoke(app, ["detect", str(photo), "--json", str(wide), *one_pass, "--extra-margin", "0.2"]), wide)
+    assert [f["box"] for f in by_default] == [f["box"] for f in widened] and len(widened) == 1
+    crop = crop_face(image, widened[0]["box"], margin=info.margin + 0.2, size=info.input_size)
+    expected = OnnxMaskClassifier().predict_proba([crop])[0]
+    assert np.allclose([widened[0]["probs"][label] for label in info.labels], expected, atol=1e-4)
+    assert not np.allclose([by_default[0]["probs"][label] for label in info.labels], expected, atol=1e-4)
 
 
 def test_the_service_cuts_detected_faces_as_detect_does(monkeypatch):
-    from maskwatch.runtime.detectors import Detections
-    from maskwatch.runtime.pipeline import default_sample_image
+    from maskwatch.runtime.pipeline import MaskPipeline, default_sample_image
     from maskwatch.serve.worker import BatchInference
 
-    box = np.array([[180, 40, 320, 220]], np.float32)
-
-    class FixedBox:
-        def detect(self, image):
-            return Detections(box.copy(), np.array([0.9], np.float32))
-
-    infer = BatchInference()
-    monkeypatch.setattr(infer, "detector_for", lambda size: FixedBox())
-    seen: list[np.ndarray] = []
-    classify = infer.classifier.predict_proba
-    monkeypatch.setattr(infer.classifier, "predict_proba", lambda crops, **kw: seen.extend(crops) or classify(crops, **kw))
-    camera = type("Camera", (), {"detector_size": 320, "min_face_px": 4})()
     _, image = default_sample_image()
-    infer([(camera, image)])
-    info = infer.classifier.info
-    assert np.array_equal(seen[0], crop_face(image, box[0], margin=detected_face_margin(info.margin), size=info.input_size))
+    infer = BatchInference()
+    monkeypatch.setattr(infer, "detector_for", lambda size: _FixedBox())
+    served = _crops_fed_to(infer.classifier, monkeypatch)
+    infer([(type("Camera", (), {"detector_size": 320, "min_face_px": 4})(), image)])
+    pipeline = MaskPipeline(detector=_FixedBox())
+    detected = _crops_fed_to(pipeline.classifier, monkeypatch)
+    pipeline(image)
+    assert len(served) == len(detected) == 1 and np.array_equal(served[0], detected[0])
 
 
 def _faces_of(runner_result, path: Path) -> list[dict]:

@@ -167,8 +167,8 @@ def test_evaluate_scenes_reads_damaged_and_single_score_prediction_files(tmp_pat
     predictions.write_text("\n".join(lines))
     out = tmp_path / "scores.json"
     args = ["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--predictions", str(predictions)]
-    result = invoke([*args, "--json", str(out), "--no-flip"], 1)  # scored, but two lines had something skipped
-    assert "--predictions: --flip ignored (the detections were made by `detect`)" in result.output
+    result = invoke([*args, "--json", str(out), "--no-flip", "--extra-margin", "0.1"], 1)  # scored; two lines skipped some
+    assert "--predictions: --flip, --extra-margin ignored (the detections were made by `detect`)" in result.output
     assert "peer.jsonl:3: face 0 skipped, no 'label'" in result.output
     assert "peer.jsonl:4: skipped, not a JSON line" in result.output
     report = json.loads(out.read_text())
@@ -243,6 +243,12 @@ def test_out_of_range_detect_options_are_one_line(tmp_path: Path, flag: str, val
     image = face_png(tmp_path / "a.png")
     result = invoke(["detect", str(image), flag, value], 2)
     assert f"{flag} {value}" in result.output.replace(".0:", ":") and "must be between" in result.output
+
+
+def test_an_out_of_range_extra_margin_stops_evaluate_scenes_in_one_line(tmp_path: Path):
+    scenes = write_voc_scene(tmp_path / "scenes", n_images=1)
+    result = invoke(["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--extra-margin", "-0.5"], 2)
+    assert "--extra-margin -0.5: must be between 0.0 and 1.0" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (a device that is always full)")

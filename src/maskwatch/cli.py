@@ -14,13 +14,14 @@ from maskwatch.cli_common import fail as _fail
 from maskwatch.cli_common import require_extra as _require_extra
 from maskwatch.cli_lazy import LazyTyper
 
-# Still-image refinements, shared by `detect` and `evaluate-scenes` (maskwatch.runtime.pipeline.still_image_defaults).
+# Options shared by `detect` and `evaluate-scenes`: the crop of detected faces, then the still-image refinements
+# (maskwatch.runtime.pipeline.still_image_defaults).
 EXTRA_MARGIN_OPTION = typer.Option(
-    None,
+    0.0,
     "--extra-margin",
-    help="Margin added to the model's (a fraction of the box side) when cutting a detected face for the classifier: "
-    "detector boxes miss the annotated face by a little, and the chin often holds the mask. Default: 0.03 (chosen on "
-    "the val photos); 0 cuts detected faces exactly as annotated ones.",
+    help="Cut detected faces with this much more margin than the model's (a fraction of the box's longer side) before "
+    "classifying them. Default 0: as training cut annotated faces. A classifier that gains from more context on "
+    "detector boxes can be measured with benchmarks/detected_face_margin.py.",
 )
 BOX_SHAPE_OPTION = typer.Option(
     None,
@@ -114,7 +115,7 @@ def detect(
     flip: bool | None = FLIP_OPTION,
     multi_scale: bool | None = MULTI_SCALE_OPTION,
     detector_int8: bool | None = DETECTOR_INT8_OPTION,
-    extra_margin: float | None = EXTRA_MARGIN_OPTION,
+    extra_margin: float = EXTRA_MARGIN_OPTION,
 ) -> None:
     """Find faces and classify their masks in images, folders, videos, webcams or streams."""
     from maskwatch.fileio import OutputError
@@ -368,7 +369,7 @@ def evaluate_scenes(
     flip: bool | None = FLIP_OPTION,
     multi_scale: bool | None = MULTI_SCALE_OPTION,
     detector_int8: bool | None = DETECTOR_INT8_OPTION,
-    extra_margin: float | None = EXTRA_MARGIN_OPTION,
+    extra_margin: float = EXTRA_MARGIN_OPTION,
     out: Path | None = typer.Option(None, "--out", help="Folder for the PR-curve PNG (default: beside --json)."),
     splits: Path | None = typer.Option(
         None, "--splits", help="A split manifest (splits.csv[.gz]): score only the photos whose faces are in --split."
@@ -396,7 +397,7 @@ def evaluate_scenes(
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
         pipeline_flags = {"--model": model, "--box-shape": box_shape, "--flip": flip, "--multi-scale": multi_scale}
-        more_flags = {"--detector-int8": detector_int8, "--extra-margin": extra_margin}
+        more_flags = {"--detector-int8": detector_int8, "--extra-margin": extra_margin or None}
         found, bad_lines = _scene_predictions(predictions, truth, {**pipeline_flags, **more_flags})
     else:
         from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig

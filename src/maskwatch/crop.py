@@ -13,21 +13,6 @@ import numpy as np
 #: Margin added on each side of a face box, as a fraction of the box's longer side.
 DEFAULT_MARGIN = 0.15
 
-#: Added to the model's margin when the box comes from a face detector, not from a person. A detected box is an estimate
-#: of the annotated one: on scenes-ilc val photos its centre is off by up to a tenth of its side for 8 in 10 matched
-#: faces and by more for the rest, and a mask pulled down to the chin is the first thing a short box cuts off. Chosen on
-#: the val photos of both scene sets pooled (``benchmarks/detected_face_margin.py``, 960 px photo default), 3-class mAP
-#: at +0 / +0.03 / +0.05 / +0.07 / +0.10: shipped classifier 0.744 / **0.749** / 0.747 / 0.746 / 0.743; the classifier
-#: before it 0.721 / 0.734 / 0.742 / 0.749 / 0.742 (the retrained classifier needs the extra context less). One value for every source, so a face is cut alike on photos and video (one pass at 640 px: 0.695 ->
-#: 0.702; at 320 px: 0.633 -> 0.631). Annotated boxes keep the model's margin, as in training.
-DETECTED_FACE_EXTRA_MARGIN = 0.03
-
-
-def detected_face_margin(model_margin: float, extra: float | None = None) -> float:
-    """The margin for cutting a face a detector found: the model's own plus ``extra``
-    (default :data:`DETECTED_FACE_EXTRA_MARGIN`)."""
-    return model_margin + (DETECTED_FACE_EXTRA_MARGIN if extra is None else extra)
-
 
 def square_region(box: np.ndarray | list[float], margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """Return the square ``[x1, y1, x2, y2]`` (floats) that the crop takes from the image."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.crop import crop_face, detected_face_margin
+from maskwatch.crop import crop_face
 from maskwatch.results import Face, FrameResult
 from maskwatch.runtime.assets import SAMPLE_IMAGE, asset_path
 from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED, fuse_passes
@@ -41,8 +41,13 @@ class PipelineConfig:
     box_shape: bool = False
     flip: bool = False
     extra_detector_sizes: tuple[int, ...] = ()  # more CenterFace passes at these input sizes, fused with the others
-    # Margin added to the model's for detected faces (None: maskwatch.crop.DETECTED_FACE_EXTRA_MARGIN, for every source).
-    extra_margin: float | None = None
+    # Cut detected faces with this much more margin than the model's (fraction of the box's longer side). 0: exactly as
+    # training cut annotated faces. benchmarks/detected_face_margin.py measures whether a classifier gains from more.
+    extra_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.extra_margin <= 1.0:  # also refuses NaN
+            raise ValueError(f"extra_margin {self.extra_margin}: must be between 0 and 1")
 
 
 #: Detector inputs from which still images get the mirrored pass by default: the accuracy-first sizes. Below it (the
@@ -140,8 +145,8 @@ class MaskPipeline:
 
     @property
     def margin(self) -> float:
-        """The margin detected faces are cut with: the model's, widened for detector boxes."""
-        return detected_face_margin(self.classifier.info.margin, self.config.extra_margin)
+        """The margin detected faces are cut with: the model's, plus ``extra_margin`` if asked."""
+        return self.classifier.info.margin + self.config.extra_margin
 
     def find_faces(self, image: np.ndarray) -> Detections:
         """The detector's faces, with the still-image refinements the config asks for (CenterFace only: the box

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from maskwatch.crop import crop_face, detected_face_margin
+from maskwatch.crop import crop_face
 from maskwatch.results import Face
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.detectors import FaceDetector, make_detector
@@ -151,14 +151,13 @@ class BatchInference:
 
     def __call__(self, items: Sequence[tuple[ResolvedCamera, np.ndarray]]) -> list[list[Face]]:
         info = self.classifier.info
-        margin = detected_face_margin(info.margin)
         kept, crops = [], []
         for camera, image in items:
             found = self.detector_for(camera.detector_size).detect(image)
             sides = np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
             keep = np.nonzero((found.scores >= self.min_face_score) & (sides >= camera.min_face_px))[0]
             kept.append((found, keep))
-            crops.extend(crop_face(image, found.boxes[i], margin=margin, size=info.input_size) for i in keep)
+            crops.extend(crop_face(image, found.boxes[i], margin=info.margin, size=info.input_size) for i in keep)
         probs = self.classifier.predict_proba(crops)
         out, row = [], 0
         for found, keep in kept:
