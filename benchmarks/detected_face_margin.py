@@ -7,6 +7,7 @@ scene sets' split are pooled into one set, so one figure decides. Choose on val;
 
     python benchmarks/detected_face_margin.py ../shared/data/scenes ../shared/data/scenes-ilc --split val
     python benchmarks/detected_face_margin.py ../shared/data/scenes ../shared/data/scenes-ilc --split val --size 320 --one-pass
+    python benchmarks/detected_face_margin.py ../shared/data/scenes ../shared/data/scenes-ilc --split val --unmirrored-classifier
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def detected_faces(truth: dict, pipeline: MaskPipeline) -> dict[str, tuple[np.nd
     return found
 
 
-def records_at(truth: dict, found: dict, pipeline: MaskPipeline, extra: float) -> dict[str, list[dict]]:
+def records_at(truth: dict, found: dict, pipeline: MaskPipeline, extra: float, mirrored: bool) -> dict[str, list[dict]]:
     """`detect --json` face records with every face classified again at the model's margin + ``extra``."""
     classifier, info = pipeline.classifier, pipeline.classifier.info
     records = {}
@@ -56,7 +57,7 @@ def records_at(truth: dict, found: dict, pipeline: MaskPipeline, extra: float) -
             continue
         image = load_rgb(path)
         crops = [crop_face(image, box, margin=info.margin + extra, size=info.input_size) for box in boxes]
-        probs = classifier.predict_proba(crops, mirrored=pipeline.config.flip)
+        probs = classifier.predict_proba(crops, mirrored=mirrored)
         records[key] = [
             {"box": box.tolist(), "label": classifier.labels[int(p.argmax())], "score": float(p.max()), "face_score": float(s)}
             for box, s, p in zip(boxes, scores, probs)
@@ -72,6 +73,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=960, help="Detector input size.")
     parser.add_argument("--one-pass", action="store_true", help="No reshaping, mirrored or extra passes (as on video).")
     parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")
+    parser.add_argument(
+        "--unmirrored-classifier", action="store_true", help="Photo default's boxes, but one classifier pass per face."
+    )
     args = parser.parse_args()
     refined = not args.one_pass
     config = PipelineConfig(
@@ -85,13 +89,16 @@ def main() -> None:
     truth = pooled_truth(args.roots, args.splits, args.split)
     found = detected_faces(truth, pipeline)
     faces = sum(len(objects) for _, objects in truth.values())
-    setting = "one pass" if args.one_pass else "photo default"
+    setting = "one pass" if args.one_pass else "photo default" + (", classifier one pass" if args.unmirrored_classifier else "")
     print(
         f"{args.split} photos: {len(truth)} ({faces} faces), detector {args.size} px, {setting}; model margin {pipeline.classifier.info.margin}"
     )
     print("| extra margin | 3-class mAP | AP with_mask | AP without_mask | AP mask_incorrect |\n|---|---|---|---|---|")
     for extra in EXTRA_MARGINS:
-        report = score_scenes({k: v[1] for k, v in truth.items()}, records_at(truth, found, pipeline, extra))
+        report = score_scenes(
+            {k: v[1] for k, v in truth.items()},
+            records_at(truth, found, pipeline, extra, refined and not args.unmirrored_classifier),
+        )
         ap = [report["class"][label]["ap"] for label in ("with_mask", "without_mask", "mask_incorrect")]
         print(f"| +{extra:.2f} | {report['map_3class']:.4f} | " + " | ".join(f"{a:.4f}" for a in ap) + " |", flush=True)
 
