@@ -12,29 +12,16 @@ scene sets' split are pooled into one set, so one figure decides. Choose on val;
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
+from scene_args import scene_set_parser
 
 from maskwatch.crop import crop_face
 from maskwatch.imaging import load_rgb
 from maskwatch.runtime.pipeline import MULTI_SCALE_SIZE, MaskPipeline, PipelineConfig
 from maskwatch.runtime.scene_eval import score_scenes
-from maskwatch.runtime.scenes import keep_split, load_ground_truth
+from maskwatch.runtime.scenes import pooled_ground_truth
 
 EXTRA_MARGINS = (0.0, 0.03, 0.05, 0.07, 0.10, 0.15)
-
-
-def pooled_truth(roots: list[Path], manifest: Path, split: str) -> dict:
-    """'k:stem' -> (image path, faces) over every scene root, only the photos of ``split``."""
-    pooled = {}
-    for k, root in enumerate(roots):
-        truth, _ = load_ground_truth(root / "images", root / "annotations")
-        if split != "all":
-            truth = keep_split(truth, manifest, split)
-        pooled.update({f"{k}:{stem}": item for stem, item in truth.items()})
-    return pooled
 
 
 def detected_faces(truth: dict, pipeline: MaskPipeline) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -66,13 +53,7 @@ def records_at(truth: dict, found: dict, pipeline: MaskPipeline, extra: float, m
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("roots", type=Path, nargs="+", help="Scene folders (images/ + annotations/).")
-    parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
-    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
-    parser.add_argument("--size", type=int, default=960, help="Detector input size.")
-    parser.add_argument("--one-pass", action="store_true", help="No reshaping, mirrored or extra passes (as on video).")
-    parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")
+    parser = scene_set_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--unmirrored-classifier", action="store_true", help="Photo default's boxes, but one classifier pass per face."
     )
@@ -86,7 +67,7 @@ def main() -> None:
         extra_detector_sizes=(MULTI_SCALE_SIZE,) if refined and args.size > MULTI_SCALE_SIZE else (),
     )
     pipeline = MaskPipeline(config)
-    truth = pooled_truth(args.roots, args.splits, args.split)
+    truth = pooled_ground_truth(args.roots, args.splits, args.split)
     found = detected_faces(truth, pipeline)
     faces = sum(len(objects) for _, objects in truth.values())
     setting = "one pass" if args.one_pass else "photo default" + (", classifier one pass" if args.unmirrored_classifier else "")

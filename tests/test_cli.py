@@ -29,6 +29,25 @@ def test_detect_without_arguments_runs_on_the_built_in_sample(tiny_model, tmp_pa
     assert (tmp_path / "maskwatch-output" / "astronaut.jpg").is_file()
 
 
+def test_min_face_size_drops_faces_smaller_than_asked(tiny_model, tmp_path: Path):
+    """The floor is the box's shorter side in image pixels: just below the face keeps it, just above drops it."""
+    from importlib.resources import files
+
+    sample = files("maskwatch.assets").joinpath("astronaut.jpg")
+
+    def faces(*flags: str) -> list[dict]:
+        out = tmp_path / f"faces{len(list(tmp_path.iterdir()))}.jsonl"
+        result = runner.invoke(app, ["detect", str(sample), "--model", str(tiny_model[1]), "--json", str(out), *flags])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text().splitlines()[0])["faces"]
+
+    found = faces()
+    assert found, "the sample has a face"
+    side = max(min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) for f in found)
+    assert len(faces("--min-face-size", f"{side - 1:.1f}")) >= 1
+    assert faces("--min-face-size", f"{side + 1:.1f}") == []
+
+
 def test_detect_rejects_unknown_detector_and_model(tmp_path: Path):
     image = tmp_path / "a.png"
     Image.fromarray(synthetic_face("with_mask", 64)).save(image)

@@ -237,6 +237,8 @@ def test_blur_changes_face_pixels_and_nothing_else(tiny_model, tmp_path: Path):
         ("--threads", "-3"),
         ("--extra-margin", "-0.1"),
         ("--extra-margin", "nan"),
+        ("--min-face-size", "-1"),
+        ("--min-face-size", "nan"),
     ],
 )
 def test_out_of_range_detect_options_are_one_line(tmp_path: Path, flag: str, value: str):
@@ -245,10 +247,13 @@ def test_out_of_range_detect_options_are_one_line(tmp_path: Path, flag: str, val
     assert f"{flag} {value}" in result.output.replace(".0:", ":") and "must be between" in result.output
 
 
-def test_an_out_of_range_extra_margin_stops_evaluate_scenes_in_one_line(tmp_path: Path):
+def test_out_of_range_evaluate_scenes_options_stop_it_in_one_line(tmp_path: Path):
     scenes = write_voc_scene(tmp_path / "scenes", n_images=1)
     result = invoke(["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--extra-margin", "-0.5"], 2)
     assert "--extra-margin -0.5: must be between 0.0 and 1.0" in result.output and len(result.output.strip().splitlines()) == 1
+    result = invoke(["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--min-face-size", "-2"], 2)
+    assert "--min-face-size -2.0: must be between 0.0 and 10000" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (a device that is always full)")

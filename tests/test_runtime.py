@@ -302,3 +302,9 @@ def test_frames_in_flight_give_the_results_of_one_frame_at_a_time(
         assert most[0] == width
     assert len(outputs[1]) == 12 and any(json.loads(line)["faces"] for line in outputs[1])
     assert outputs[2] == outputs[1]
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_pipeline_config_refuses_a_face_size_floor_that_is_not_a_pixel_count(bad: float):
+    with pytest.raises(ValueError, match="min_face_size"):
+        PipelineConfig(min_face_size=bad)

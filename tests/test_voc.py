@@ -37,3 +37,14 @@ def test_unusable_files_are_problem_lines_not_exceptions(voc_scenes: Path):
     assert voc.read_voc_folder(voc_scenes / "images", voc_scenes / "nope").problems == [
         f"{voc_scenes / 'nope'}: no annotations folder"
     ]
+
+
+def test_pooled_scene_sets_keep_photos_of_the_same_name_apart(tmp_path: Path):
+    from tests.conftest import write_voc_scene
+
+    from maskwatch.runtime.scenes import pooled_ground_truth
+
+    roots = [write_voc_scene(tmp_path / "a"), write_voc_scene(tmp_path / "b")]  # same file names in both
+    pooled = pooled_ground_truth(roots, tmp_path / "unused.csv", "all")
+    assert len(pooled) == 4 and {key.split(":")[0] for key in pooled} == {"0", "1"}
+    assert len({path for path, _ in pooled.values()}) == 4

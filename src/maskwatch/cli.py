@@ -16,6 +16,11 @@ from maskwatch.cli_lazy import LazyTyper
 
 # Options shared by `detect` and `evaluate-scenes`: the crop of detected faces, then the still-image refinements
 # (maskwatch.runtime.pipeline.still_image_defaults).
+MIN_FACE_SIZE_OPTION = typer.Option(
+    6.0,
+    "--min-face-size",
+    help="Drop detected faces whose shorter side is below this many image pixels (too small to classify).",
+)
 EXTRA_MARGIN_OPTION = typer.Option(
     0.0,
     "--extra-margin",
@@ -104,6 +109,7 @@ def detect(
     min_face_score: float = typer.Option(
         0.2, "--min-face-score", help="Drop detections below this face score (0.2 gave the best face AP on the shared scenes)."
     ),
+    min_face_size: float = MIN_FACE_SIZE_OPTION,
     uncertain_below: float = typer.Option(0.5, "--uncertain-below", help="Flag faces whose top class probability is lower."),
     detect_every: int = typer.Option(
         1, "--detect-every", help="Video: run the detector on every n-th frame and carry tracks between."
@@ -134,6 +140,7 @@ def detect(
     _check_ranges(
         ("--detector-size", detector_size, 0, 10_000),
         ("--min-face-score", min_face_score, 0.0, 1.0),
+        ("--min-face-size", min_face_size, 0.0, 10_000),
         ("--uncertain-below", uncertain_below, 0.0, 1.0),
         ("--threads", threads, 0, 1024),
         ("--extra-margin", extra_margin, 0.0, 1.0),
@@ -145,6 +152,7 @@ def detect(
         detector=detector,
         detector_size=size,
         min_face_score=min_face_score,
+        min_face_size=min_face_size,
         uncertain_below=uncertain_below,
         device=device,
         threads=threads,
@@ -365,6 +373,7 @@ def evaluate_scenes(
     model: str | None = typer.Option(None, "--model", help="ONNX classifier (default: the shipped model)."),
     detector_size: int = typer.Option(960, "--detector-size", help="Detector input, longer side (0 = native)."),
     min_face_score: float = typer.Option(0.2, "--min-face-score"),
+    min_face_size: float = MIN_FACE_SIZE_OPTION,
     box_shape: bool | None = BOX_SHAPE_OPTION,
     flip: bool | None = FLIP_OPTION,
     multi_scale: bool | None = MULTI_SCALE_OPTION,
@@ -382,7 +391,7 @@ def evaluate_scenes(
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
     from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes
 
-    _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0))
+    _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0), ("--min-face-size", min_face_size, 0.0, 10_000))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)
@@ -407,6 +416,7 @@ def evaluate_scenes(
                 model=model,
                 detector_size=detector_size,
                 min_face_score=min_face_score,
+                min_face_size=min_face_size,
                 detector_int8=detector_int8,
                 extra_margin=extra_margin,
                 **_refinements(True, detector_size, box_shape, flip, multi_scale),

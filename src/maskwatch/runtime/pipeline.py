@@ -29,7 +29,7 @@ class PipelineConfig:
     detector: str = "centerface"
     detector_size: int = 640  # CenterFace input, longer side (0: the image's own size)
     min_face_score: float = 0.2
-    min_face_size: float = 6.0  # pixels, shorter side
+    min_face_size: float = 6.0  # pixels, shorter side of the box; smaller detections are dropped (DEFAULT_MIN_FACE_SIZE)
     uncertain_below: float = 0.5  # faces whose top probability is lower are flagged uncertain
     device: str = "cpu"
     threads: int = 0
@@ -48,6 +48,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.extra_margin <= 1.0:  # also refuses NaN
             raise ValueError(f"extra_margin {self.extra_margin}: must be between 0 and 1")
+        if not 0.0 <= self.min_face_size < float("inf"):
+            raise ValueError(f"min_face_size {self.min_face_size}: must be a number of pixels, 0 or more")
 
 
 #: Detector inputs from which still images get the mirrored pass by default: the accuracy-first sizes. Below it (the

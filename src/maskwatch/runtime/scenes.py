@@ -39,6 +39,18 @@ def keep_split(truth: GroundTruth, manifest: Path, split: str) -> GroundTruth:
     return kept
 
 
+def pooled_ground_truth(roots: list[Path], manifest: Path, split: str) -> GroundTruth:
+    """'k:stem' -> (image path, faces) over several scene folders (images/ + annotations/), only the photos of
+    ``split`` ("all": every photo), so that the benchmarks can choose one setting on one pooled figure."""
+    pooled: GroundTruth = {}
+    for k, root in enumerate(roots):
+        truth, _ = load_ground_truth(root / "images", root / "annotations")
+        if split != "all":
+            truth = keep_split(truth, manifest, split)
+        pooled.update({f"{k}:{stem}": item for stem, item in truth.items()})
+    return pooled
+
+
 def predict_scenes(truth: GroundTruth, pipeline: MaskPipeline) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for stem, (path, _) in track(truth.items(), description="scenes", total=len(truth)):
