@@ -48,6 +48,35 @@ def test_min_face_size_drops_faces_smaller_than_asked(tiny_model, tmp_path: Path
     assert faces("--min-face-size", f"{side + 1:.1f}") == []
 
 
+def test_evaluate_scenes_applies_the_face_size_floor(tiny_model, tmp_path: Path):
+    """The floor reaches the pipeline of evaluate-scenes too: above the only face's size, nothing is found."""
+    from importlib.resources import files
+
+    sample = files("maskwatch.assets").joinpath("astronaut.jpg")
+    found = tmp_path / "found.jsonl"
+    result = runner.invoke(app, ["detect", str(sample), "--model", str(tiny_model[1]), "--json", str(found)])
+    assert result.exit_code == 0, result.output
+    face = json.loads(found.read_text().splitlines()[0])["faces"][0]
+    x1, y1, x2, y2 = (round(v) for v in face["box"])
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations").mkdir()
+    Image.open(sample).save(tmp_path / "images" / "astronaut.jpg")
+    (tmp_path / "annotations" / "astronaut.xml").write_text(
+        f"<annotation><filename>astronaut.jpg</filename><object><name>with_mask</name><bndbox><xmin>{x1}</xmin>"
+        f"<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object></annotation>"
+    )
+
+    def face_ap(*flags: str) -> float:
+        out = tmp_path / "scores.json"
+        args = ["evaluate-scenes", str(tmp_path / "images"), str(tmp_path / "annotations"), "--json", str(out)]
+        result = runner.invoke(app, [*args, "--model", str(tiny_model[1]), *flags])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())["face_ap"]
+
+    assert face_ap() == pytest.approx(1.0)
+    assert face_ap("--min-face-size", str(min(x2 - x1, y2 - y1) + 20)) == 0.0
+
+
 def test_detect_rejects_unknown_detector_and_model(tmp_path: Path):
     image = tmp_path / "a.png"
     Image.fromarray(synthetic_face("with_mask", 64)).save(image)

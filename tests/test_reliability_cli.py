@@ -167,8 +167,9 @@ def test_evaluate_scenes_reads_damaged_and_single_score_prediction_files(tmp_pat
     predictions.write_text("\n".join(lines))
     out = tmp_path / "scores.json"
     args = ["evaluate-scenes", str(scenes / "images"), str(scenes / "annotations"), "--predictions", str(predictions)]
-    result = invoke([*args, "--json", str(out), "--no-flip", "--extra-margin", "0.1"], 1)  # scored; two lines skipped some
-    assert "--predictions: --flip, --extra-margin ignored (the detections were made by `detect`)" in result.output
+    flags = ["--no-flip", "--extra-margin", "0.1", "--min-face-size", "8"]
+    result = invoke([*args, "--json", str(out), *flags], 1)  # scored; two lines skipped some
+    assert "--predictions: --flip, --extra-margin, --min-face-size ignored (the detections were made by" in result.output
     assert "peer.jsonl:3: face 0 skipped, no 'label'" in result.output
     assert "peer.jsonl:4: skipped, not a JSON line" in result.output
     report = json.loads(out.read_text())

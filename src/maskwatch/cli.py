@@ -17,7 +17,7 @@ from maskwatch.cli_lazy import LazyTyper
 # Options shared by `detect` and `evaluate-scenes`: the crop of detected faces, then the still-image refinements
 # (maskwatch.runtime.pipeline.still_image_defaults).
 MIN_FACE_SIZE_OPTION = typer.Option(
-    6.0,
+    6.0,  # runtime.pipeline.DEFAULT_MIN_FACE_SIZE (not imported here: --help must not load the runtime)
     "--min-face-size",
     help="Drop detected faces whose shorter side is below this many image pixels (too small to classify).",
 )
@@ -346,6 +346,18 @@ def _print_report(result: dict) -> None:
         console.print(sources)
 
 
+def _photos_of_split(truth: dict, splits: Path, split: str) -> dict:
+    """The annotated photos whose faces the manifest ``splits`` puts in ``split``; a bad manifest is one line."""
+    from maskwatch.runtime.scenes import keep_split
+
+    if not splits.is_file():
+        _fail(f"{splits}: no such split manifest")
+    try:
+        return keep_split(truth, splits, split)
+    except ValueError as error:  # not a manifest, a bad row
+        _fail(str(error))
+
+
 def _scene_predictions(predictions: Path, truth: dict, pipeline_flags: dict) -> tuple[dict, list[str]]:
     """Detections read from a `detect --json` file; pipeline flags given with it are named as ignored."""
     from maskwatch.runtime.scenes import read_predictions
@@ -389,24 +401,20 @@ def evaluate_scenes(
     _require_extra("eval")
     from maskwatch.fileio import OutputError, write_json
     from maskwatch.runtime.scene_eval import plot_pr_curves, score_scenes
-    from maskwatch.runtime.scenes import keep_split, load_ground_truth, predict_scenes
+    from maskwatch.runtime.scenes import load_ground_truth, predict_scenes
 
     _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0), ("--min-face-size", min_face_size, 0.0, 10_000))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)
     if splits is not None:
-        if not splits.is_file():
-            _fail(f"{splits}: no such split manifest")
-        try:
-            truth = keep_split(truth, splits, split)
-        except ValueError as error:  # not a manifest, a bad row
-            _fail(str(error))
+        truth = _photos_of_split(truth, splits, split)
     if not truth:
         _fail(f"{annotations_dir}: no usable annotations")
     if predictions is not None:
         pipeline_flags = {"--model": model, "--box-shape": box_shape, "--flip": flip, "--multi-scale": multi_scale}
         more_flags = {"--detector-int8": detector_int8, "--extra-margin": extra_margin or None}
+        more_flags["--min-face-size"] = None if min_face_size == MIN_FACE_SIZE_OPTION.default else min_face_size
         found, bad_lines = _scene_predictions(predictions, truth, {**pipeline_flags, **more_flags})
     else:
         from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig

@@ -19,6 +19,10 @@ from maskwatch.runtime.selfcheck import check_outputs
 
 log = logging.getLogger(__name__)
 
+#: Detected faces whose shorter side is below this many image pixels are dropped: a higher floor loses small faces
+#: people annotate, and no AP (benchmarks/min_face_size.py; README, "Smallest face kept").
+DEFAULT_MIN_FACE_SIZE = 6.0
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -29,7 +33,7 @@ class PipelineConfig:
     detector: str = "centerface"
     detector_size: int = 640  # CenterFace input, longer side (0: the image's own size)
     min_face_score: float = 0.2
-    min_face_size: float = 6.0  # pixels, shorter side of the box; smaller detections are dropped (DEFAULT_MIN_FACE_SIZE)
+    min_face_size: float = DEFAULT_MIN_FACE_SIZE  # pixels, shorter side of the box
     uncertain_below: float = 0.5  # faces whose top probability is lower are flagged uncertain
     device: str = "cpu"
     threads: int = 0
