@@ -48,3 +48,13 @@ def test_pooled_scene_sets_keep_photos_of_the_same_name_apart(tmp_path: Path):
     pooled = pooled_ground_truth(roots, tmp_path / "unused.csv", "all")
     assert len(pooled) == 4 and {key.split(":")[0] for key in pooled} == {"0", "1"}
     assert len({path for path, _ in pooled.values()}) == 4
+    # with a manifest, only the photos whose faces it puts in the split, from every folder
+    manifest = tmp_path / "splits.csv"
+    rows = ["path,label,source,x1,y1,x2,y2,group,split"]
+    for root, split in zip(roots, ("val", "test")):
+        for n, image in enumerate(sorted((root / "images").iterdir())):
+            chosen = split if n == 0 else "train"
+            rows.append(f"{image},with_mask,scenes,10,30,74,94,{root.name}/{image.stem},{chosen}")
+    manifest.write_text("\n".join(rows) + "\n")
+    val = pooled_ground_truth(roots, manifest, "val")
+    assert [(key, path.name) for key, (path, _) in val.items()] == [("0:scene0", "scene0.jpg")]
