@@ -304,6 +304,13 @@ def test_frames_in_flight_give_the_results_of_one_frame_at_a_time(
     assert outputs[2] == outputs[1]
 
 
+def test_the_cli_face_size_floor_default_is_the_pipeline_default():
+    from maskwatch.cli import MIN_FACE_SIZE_OPTION
+    from maskwatch.runtime.pipeline import DEFAULT_MIN_FACE_SIZE
+
+    assert MIN_FACE_SIZE_OPTION.default == DEFAULT_MIN_FACE_SIZE == PipelineConfig().min_face_size
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_pipeline_config_refuses_a_face_size_floor_that_is_not_a_pixel_count(bad: float):
     with pytest.raises(ValueError, match="min_face_size"):

@@ -19,8 +19,8 @@ from maskwatch.runtime.selfcheck import check_outputs
 
 log = logging.getLogger(__name__)
 
-#: Detected faces whose shorter side is below this many image pixels are dropped: a higher floor loses small faces
-#: people annotate, and no AP (benchmarks/min_face_size.py; README, "Smallest face kept").
+#: Detected faces whose shorter side is below this many image pixels are dropped. A higher floor also drops small faces
+#: people annotate and lowers AP (benchmarks/min_face_size.py; README, "Smallest face kept").
 DEFAULT_MIN_FACE_SIZE = 6.0
 
 
