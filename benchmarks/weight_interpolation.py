@@ -35,6 +35,7 @@ from maskwatch.fileio import write_json
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report, fit_temperature
 from maskwatch.training.checkpoint import load_checkpoint, save_checkpoint
+from maskwatch.training.models import resplit
 from maskwatch.training.train import photo_incorrect_recall, predict_logits, read_exclusions, to_batch
 
 PHOTO_SOURCES = ("scenes", "scenes-ilc")
@@ -72,6 +73,7 @@ def main() -> None:
 
     start, _ = load_checkpoint(args.start)
     model, meta = load_checkpoint(args.tuned)
+    resplit(start, len(model.top))  # same frozen/trainable cut, so both state dicts name each block alike
     excluded = set().union(*read_exclusions((args.exclude,)).values()) if args.exclude else set()
     samples = [
         row.sample for row in read_manifest(args.splits) if row.split == "val" and Path(row.sample.path).resolve() not in excluded
