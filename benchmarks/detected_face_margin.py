@@ -13,11 +13,11 @@ scene sets' split are pooled into one set, so one figure decides. Choose on val;
 from __future__ import annotations
 
 import numpy as np
-from scene_args import scene_set_parser
+from scene_args import pipeline_config, scene_set_parser
 
 from maskwatch.crop import crop_face
 from maskwatch.imaging import load_rgb
-from maskwatch.runtime.pipeline import MULTI_SCALE_SIZE, MaskPipeline, PipelineConfig
+from maskwatch.runtime.pipeline import MaskPipeline
 from maskwatch.runtime.scene_eval import score_scenes
 from maskwatch.runtime.scenes import pooled_ground_truth
 
@@ -59,13 +59,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     refined = not args.one_pass
-    config = PipelineConfig(
-        model=args.model,
-        detector_size=args.size,
-        box_shape=refined,
-        flip=refined,
-        extra_detector_sizes=(MULTI_SCALE_SIZE,) if refined and args.size > MULTI_SCALE_SIZE else (),
-    )
+    config = pipeline_config(args)
     pipeline = MaskPipeline(config)
     truth = pooled_ground_truth(args.roots, args.splits, args.split)
     found = detected_faces(truth, pipeline)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from maskwatch.runtime.pipeline import MULTI_SCALE_SIZE, PipelineConfig
+
 
 def scene_set_parser(description: str) -> argparse.ArgumentParser:
     """Scene folders, split manifest and split, detector size, one-pass (video) setting and classifier."""
@@ -16,3 +18,16 @@ def scene_set_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--one-pass", action="store_true", help="No reshaping, mirrored or extra passes (as on video).")
     parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")
     return parser
+
+
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The photo default at ``--size`` (reshaped boxes, mirrored pass, a 640 px pass when larger) or, with
+    ``--one-pass``, one pass as on video; ``--model``'s classifier."""
+    refined = not args.one_pass
+    return PipelineConfig(
+        model=args.model,
+        detector_size=args.size,
+        box_shape=refined,
+        flip=refined,
+        extra_detector_sizes=(MULTI_SCALE_SIZE,) if refined and args.size > MULTI_SCALE_SIZE else (),
+    )

@@ -1,0 +1,86 @@
+"""Is one classifier better than another end to end, or within the noise? (the val check before a model replaces
+the shipped one)
+
+Detects the faces of one split's scene photos once (the photo default, or one pass), classifies every detected face
+with each model, scores both with the scorer of `maskwatch evaluate-scenes` (IoU 0.5, VOC AP), and bootstraps the
+photos: each round draws as many photos as there are, with replacement, and scores both models on the same draw. It
+prints each model's figures and, for the second minus the first, the difference on all photos, its 95 % interval over
+the rounds and the share of rounds in which the second is ahead. An interval that spans 0 means the photos cannot tell
+the two models apart.
+
+    python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \\
+        --model src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --other runs/x/shipped_int8.onnx
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from detected_face_margin import detected_faces, records_at
+from scene_args import pipeline_config, scene_set_parser
+
+from maskwatch.runtime.classifier import OnnxMaskClassifier
+from maskwatch.runtime.pipeline import MaskPipeline
+from maskwatch.runtime.scene_eval import score_scenes
+from maskwatch.runtime.scenes import pooled_ground_truth
+
+FIGURES = ("map_3class", "mask_incorrect_ap")
+
+
+def figures(truth: dict, records: dict, keys: list[str]) -> dict[str, float]:
+    """3-class mAP and `mask_incorrect` AP over ``keys`` (a photo drawn twice counts twice, under distinct names)."""
+    drawn_truth = {f"{key}#{i}": truth[key] for i, key in enumerate(keys)}
+    drawn_records = {f"{key}#{i}": records[key] for i, key in enumerate(keys)}
+    report = score_scenes(drawn_truth, drawn_records)
+    return {"map_3class": report["map_3class"], "mask_incorrect_ap": report["class"]["mask_incorrect"]["ap"]}
+
+
+def bootstrap(truth: dict, first: dict, second: dict, rounds: int, seed: int) -> dict[str, np.ndarray]:
+    """Per figure, second minus first on each of ``rounds`` draws of the photos with replacement."""
+    keys = sorted(truth)
+    rng = np.random.default_rng(seed)
+    differences: dict[str, list[float]] = {name: [] for name in FIGURES}
+    for _ in range(rounds):
+        draw = [keys[i] for i in rng.integers(0, len(keys), len(keys))]
+        a, b = figures(truth, first, draw), figures(truth, second, draw)
+        for name in FIGURES:
+            differences[name].append(b[name] - a[name])
+    return {name: np.array(values) for name, values in differences.items()}
+
+
+def main() -> None:
+    parser = scene_set_parser(__doc__.splitlines()[0])
+    parser.add_argument("--other", type=Path, required=True, help="ONNX classifier to compare with --model.")
+    parser.add_argument("--rounds", type=int, default=300, help="Bootstrap draws of the photos.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    refined = not args.one_pass
+    config = pipeline_config(args)
+    pipeline = MaskPipeline(config)
+    other = MaskPipeline(config, detector=pipeline.detector, classifier=OnnxMaskClassifier(str(args.other)))
+    truth = pooled_ground_truth(args.roots, args.splits, args.split)
+    found = detected_faces(truth, pipeline)
+    objects = {key: item[1] for key, item in truth.items()}
+    records = [records_at(truth, found, each, 0.0, refined) for each in (pipeline, other)]
+    names = [pipeline.classifier.path, other.classifier.path]
+    print(f"{args.split} photos: {len(truth)}, detector {args.size} px, {'one pass' if args.one_pass else 'photo default'}")
+    whole = [figures(objects, each, sorted(truth)) for each in records]
+    for name, row in zip(names, whole):
+        print(f"  {name}: 3-class mAP {row['map_3class']:.4f}, mask_incorrect AP {row['mask_incorrect_ap']:.4f}")
+    differences = bootstrap(objects, records[0], records[1], args.rounds, args.seed)
+    print(f"second minus first ({args.rounds} draws of the photos):")
+    for figure, values in differences.items():
+        values = values[~np.isnan(values)]  # a draw without any face of a class has no AP for it
+        if not len(values):
+            print(f"  {figure}: no draw holds a face of every class")
+            continue
+        low, high = np.percentile(values, [2.5, 97.5])
+        print(
+            f"  {figure}: {whole[1][figure] - whole[0][figure]:+.4f} on all photos, 95 % interval "
+            f"[{low:+.4f}, {high:+.4f}], second ahead in {np.mean(values > 0):.0%} of draws"
+        )
+
+
+if __name__ == "__main__":
+    main()
