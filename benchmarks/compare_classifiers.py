@@ -1,6 +1,6 @@
-"""Is one classifier better than another end to end, or within the noise? (the val check before a model replaces
-the shipped one)
+"""End to end, is one classifier better than another, or are they within the noise of the photos?
 
+The val check a retrained model passes before it replaces the shipped one (README, "How the epoch was chosen").
 Detects the faces of one split's scene photos once (the photo default, or one pass), classifies every detected face
 with each model, scores both with the scorer of `maskwatch evaluate-scenes` (IoU 0.5, VOC AP), and bootstraps the
 photos: each round draws as many photos as there are, with replacement, and scores both models on the same draw. It
@@ -9,7 +9,7 @@ the rounds and the share of rounds in which the second is ahead. An interval tha
 the two models apart.
 
     python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \\
-        --model src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --other runs/x/shipped_int8.onnx
+        --model src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --other runs/x/candidate_int8.onnx
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def bootstrap(truth: dict, first: dict, second: dict, rounds: int, seed: int) ->
 def main() -> None:
     parser = scene_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="ONNX classifier to compare with --model.")
-    parser.add_argument("--rounds", type=int, default=300, help="Bootstrap draws of the photos.")
+    parser.add_argument("--rounds", type=int, default=2000, help="Bootstrap draws of the photos.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     refined = not args.one_pass
@@ -69,7 +69,7 @@ def main() -> None:
     for name, row in zip(names, whole):
         print(f"  {name}: 3-class mAP {row['map_3class']:.4f}, mask_incorrect AP {row['mask_incorrect_ap']:.4f}")
     differences = bootstrap(objects, records[0], records[1], args.rounds, args.seed)
-    print(f"second minus first ({args.rounds} draws of the photos):")
+    print(f"second minus first ({args.rounds} draws of the photos; draws without a face of some class have no AP):")
     for figure, values in differences.items():
         values = values[~np.isnan(values)]  # a draw without any face of a class has no AP for it
         if not len(values):
@@ -78,7 +78,7 @@ def main() -> None:
         low, high = np.percentile(values, [2.5, 97.5])
         print(
             f"  {figure}: {whole[1][figure] - whole[0][figure]:+.4f} on all photos, 95 % interval "
-            f"[{low:+.4f}, {high:+.4f}], second ahead in {np.mean(values > 0):.0%} of draws"
+            f"[{low:+.4f}, {high:+.4f}], second ahead in {np.mean(values > 0):.0%} of {len(values)} draws"
         )
 
 

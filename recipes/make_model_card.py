@@ -96,7 +96,7 @@ def main() -> None:
             f"{config['focus_goal']:.0%} of its mass on the nose-mouth-chin region or that region holds less than "
             f"{config['focus_min_evidence']} logit of evidence for the true class (`maskwatch/training/focus_guidance.py`)."
         )
-    minutes = "" if report.get("train_seconds") is None else f" {report['train_seconds'] / 60:.0f} min wall clock."
+    minutes = "" if report.get("train_seconds") is None else f" {report['train_seconds'] / 60:.0f} min of training by its report."
     how = (
         f"`{args.command}`{args.time_note}; best epoch {report['best_epoch']}.{minutes}\n"
         f"{start}.\nThen {regime} (random resized crop, flip, rotation, colour jitter,\n"

@@ -2,12 +2,15 @@
 
     python recipes/ship_default.py runs/real_incorrect
     python recipes/ship_default.py runs/shipped --splits recipes/default_splits.csv.gz  # RUN/best.safetensors only
+    python recipes/ship_default.py runs/candidate --candidate  # int8 to RUN/candidate_int8.onnx only, to compare on val
 
 Writes src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors (fp32, for fine-tuning and Grad-CAM) and
 maskwatch_mobilenet_v2_int8.onnx (runtime default; static QDQ int8 with 7-bit s8 weights, calibrated on half of the run's val
 split), refuses an int8 model that loses more than 0.5 accuracy points on the other half of val, records that parity and
 the CPU it was measured on in the file, and scores fp32 and int8 on the committed test split per source
 (runs/.../onnx_test.json; the int8 figures also go to assets/test_metrics.json, which tests/test_shared_data.py checks).
+With --candidate it stops after the val gate: RUN/candidate_int8.onnx and RUN/model_fp32.onnx, no test split read, the
+package files untouched, so that benchmarks/compare_classifiers.py can judge the run on val before anything ships.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--splits", type=Path, help="manifest whose val rows calibrate and gate (default: RUN/splits.csv)")
     parser.add_argument("--weights", default="s8-reduced", help="int8 weight type (see maskwatch.export.quantize.WEIGHT_TYPES)")
+    parser.add_argument("--candidate", action="store_true", help="write RUN/candidate_int8.onnx and stop (no test, no ship)")
     args = parser.parse_args()
     net, meta = load_checkpoint(args.run / "best.safetensors")
     splits = args.splits or args.run / "splits.csv"
@@ -61,6 +65,11 @@ def main() -> None:
     if parity.drop_points > args.max_drop:
         raise SystemExit(f"int8 lost {parity.drop_points:.2f} points on held-out val (> {args.max_drop}); not shipped")
     record_parity(int8, parity, f"{splits} (odd val faces, not used for calibration)")
+    if args.candidate:
+        shutil.copyfile(int8, args.run / "candidate_int8.onnx")
+        shutil.copyfile(fp32, args.run / "model_fp32.onnx")
+        print(f"{args.run / 'candidate_int8.onnx'}: compare it on val (benchmarks/compare_classifiers.py); nothing shipped")
+        return
     scores = {}
     for kind, path in (("fp32", fp32), ("int8", int8)):
         result, _, problems = evaluate_source(MANIFEST, OnnxMaskClassifier(path), split="test")
