@@ -1,8 +1,8 @@
 """Where does end-to-end 3-class mAP go: the detector or the classifier?
 
-Runs the photo pipeline (960 px default refinements) on one split's scene photos and scores it twice: as it is, and
-with every detection that matches an annotated face (IoU >= 0.5) given that face's true class at probability 1 (a
-perfect classifier on the same boxes). The gap between the two is what the classifier costs; the rest (face AP) is
+Runs the photo pipeline (960 px default refinements; ``--size``/``--one-pass`` as in the other scene benchmarks) on
+one split's photos of one or more scene sets and scores it twice: as it is, and with every detection that matches an
+annotated face (IoU >= 0.5) given that face's true class at probability 1 (a perfect classifier on the same boxes). The gap between the two is what the classifier costs; the rest (face AP) is
 the detector's. Also prints the confusion of matched faces (rows: truth; last column: faces no detection matched) and
 the sizes of matched, unmatched and missed boxes.
 
@@ -15,19 +15,17 @@ the figures hardly move, the loss is the classifier's class boundary on real fac
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
+from scene_args import pipeline_config, scene_set_parser
 
 from maskwatch.crop import crop_face
 from maskwatch.imaging import load_rgb
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report
 from maskwatch.runtime.boxes import iou_matrix
-from maskwatch.runtime.pipeline import MULTI_SCALE_SIZE, MaskPipeline, PipelineConfig
+from maskwatch.runtime.pipeline import MaskPipeline
 from maskwatch.runtime.scene_eval import score_scenes
-from maskwatch.runtime.scenes import keep_split, load_ground_truth
+from maskwatch.runtime.scenes import pooled_ground_truth
 
 
 def shorter_side(box) -> float:
@@ -61,19 +59,10 @@ def perfect_labels(objects: list, faces: list[dict], sizes: dict, confusion: np.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="Scene folder (images/ + annotations/).")
-    parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
-    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
-    parser.add_argument("--model", help="ONNX classifier (default: the shipped one).")
+    parser = scene_set_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
-    truth, _ = load_ground_truth(args.root / "images", args.root / "annotations")
-    if args.split != "all":
-        truth = keep_split(truth, args.splits, args.split)
-    config = PipelineConfig(
-        model=args.model, detector_size=960, box_shape=True, flip=True, extra_detector_sizes=(MULTI_SCALE_SIZE,)
-    )
-    pipeline = MaskPipeline(config)
+    truth = pooled_ground_truth(args.roots, args.splits, args.split)
+    pipeline = MaskPipeline(pipeline_config(args))
     found = {stem: [f.to_json() for f in pipeline(load_rgb(path)).faces] for stem, (path, _) in truth.items()}
     confusion = np.zeros((len(LABELS), len(LABELS) + 1), int)
     sizes: dict[str, list[float]] = {"matched": [], "unmatched": [], "missed": []}
