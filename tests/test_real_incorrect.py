@@ -495,3 +495,51 @@ def test_an_extra_scale_runs_its_own_detector_and_is_fused_with_the_main_pass():
     fused, alone = both.find_faces(image), main_only.find_faces(image)
     assert len(fused.boxes) == len(alone.boxes) == 1  # one face, seen at both scales: fused, not doubled
     assert not np.allclose(fused.boxes, alone.boxes) and np.abs(fused.boxes - alone.boxes).max() < 10
+
+
+def _photo_with_a_face() -> np.ndarray:
+    """A 120x160 photo: noise around a bright 40x60 'face' whose lower third is dark (a mask)."""
+    photo = np.random.default_rng(4).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    photo[30:90, 60:100] = 220
+    photo[70:90, 60:100] = 30
+    return photo
+
+
+def test_box_cut_copy_is_what_evaluate_makes_of_a_file_cut_at_the_box(tmp_path: Path):
+    photo_path, file_path = tmp_path / "photo.png", tmp_path / "cut.png"
+    Image.fromarray(_photo_with_a_face()).save(photo_path)
+    Image.fromarray(_photo_with_a_face()[30:90, 60:100]).save(file_path)  # a crop set's file, cut exactly at the box
+    from maskwatch.data.loading import box_cut_crops
+
+    samples = [
+        Sample(photo_path, "mask_incorrect", "scenes", (60.0, 30.0, 100.0, 90.0)),
+        Sample(photo_path, "with_mask", "scenes", (300.0, 300.0, 340.0, 360.0)),  # outside the photo
+        Sample(file_path, "with_mask", "x"),  # a whole-face file has no box to cut at
+    ]
+    positions, crops, problems = box_cut_crops(samples, size=64, margin=0.15)
+    assert positions == [0] and crops.shape == (1, 64, 64, 3)
+    as_evaluate_cuts_the_file = load_samples([Sample(file_path, "mask_incorrect", "x")], size=64, hash_files=False)
+    assert np.array_equal(crops[0], as_evaluate_cuts_the_file.crops[0])
+    in_photo = crop_face(_photo_with_a_face(), [60, 30, 100, 90], margin=0.15, size=64)
+    assert not np.array_equal(crops[0], in_photo)  # the margin is replicated border, not the photo around the face
+    assert len(problems) == 1 and str(photo_path) in problems[0] and "no box-exact copy" in problems[0]
+
+
+def test_box_cut_copies_join_the_train_split_only(tmp_path: Path):
+    pytest.importorskip("torch")
+    from maskwatch.training.config import TrainConfig
+    from maskwatch.training.train import with_box_cut_copies
+
+    photo_path = tmp_path / "photo.png"
+    Image.fromarray(_photo_with_a_face()).save(photo_path)
+    box = (60.0, 30.0, 100.0, 90.0)
+    samples = [
+        Sample(photo_path, "mask_incorrect", "scenes", box),
+        Sample(photo_path, "with_mask", "scenes", (10.0, 10.0, 40.0, 50.0)),
+        Sample(tmp_path / "file.png", "with_mask", "x"),
+    ]
+    loaded = LoadedSamples(samples, np.zeros((3, 64, 64, 3), np.uint8), {}, [])
+    merged, splits = with_box_cut_copies(loaded, ["train", "val", "train"], TrainConfig(input_size=64))
+    assert splits == ["train", "val", "train", "train"]  # the val face and the whole-face file get no copy
+    assert merged.samples[3] == samples[0] and merged.crops.shape == (4, 64, 64, 3)
+    assert np.array_equal(merged.crops[:3], loaded.crops) and merged.crops[3].any()

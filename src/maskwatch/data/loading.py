@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskwatch.crop import DEFAULT_MARGIN, crop_face, whole_image_crop
+from maskwatch.crop import DEFAULT_MARGIN, crop_face, crop_whole_image, whole_image_crop
 from maskwatch.data.index import Sample, index_source
 from maskwatch.data.splits import ManifestRow, SplitFractions, near_duplicate_groups, read_manifest, split_of
 from maskwatch.imaging import ImageLoadError, load_rgb
@@ -72,6 +72,37 @@ def load_samples(
     kept = [i for i, crop in enumerate(crops) if crop is not None]
     stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
     return LoadedSamples([samples[i] for i in kept], stacked, hashes, problems)
+
+
+def box_cut_crops(samples: Sequence[Sample], *, size: int, margin: float) -> tuple[list[int], np.ndarray, list[str]]:
+    """Each boxed sample cut exactly at its box, as a crop set cut at annotated boxes holds it, then turned into a
+    crop the way ``evaluate`` turns such a file into one (:func:`maskwatch.crop.crop_whole_image`): the face keeps
+    its margin, made of replicated border pixels instead of the photo around it. Returns the positions of the samples
+    cut, their crops and one line per photo or box that could not be used."""
+    by_file: dict[Path, list[int]] = defaultdict(list)
+    for i, sample in enumerate(samples):
+        if sample.box is not None:
+            by_file[sample.path].append(i)
+    kept: list[int] = []
+    crops: list[np.ndarray] = []
+    problems: list[str] = []
+    for path, indices in track(by_file.items(), description="box-exact copies", total=len(by_file)):
+        try:
+            image = load_rgb(path)
+        except ImageLoadError as error:
+            problems.append(str(error))
+            continue
+        height, width = image.shape[:2]
+        for i in indices:
+            x1, y1, x2, y2 = (int(round(v)) for v in samples[i].box)
+            face = image[max(0, y1) : min(height, y2), max(0, x1) : min(width, x2)]
+            if min(face.shape[:2]) < 2:
+                problems.append(f"{path}: box {list(samples[i].box)} is under 2 px inside the image; no box-exact copy")
+                continue
+            kept.append(i)
+            crops.append(crop_whole_image(face, margin=margin, size=size))
+    stacked = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+    return kept, stacked, problems
 
 
 def load_labelled_crops(

@@ -57,6 +57,11 @@ class TrainConfig:
     seed: int = Field(0, description="Seed for splits, augmentation and initialisation.")
     cache_views: int = Field(6, description="Augmented views cached per face (0 = augment online, whole net).")
     scene_oversample: int = Field(1, description="Repeat scene-photo faces this often per epoch.")
+    box_cut_copies: bool = Field(
+        False,
+        description="Also train on a copy of each train scene face cut exactly at its box and given the margin the way a "
+        "whole-face file is (border replicated): how crop sets cut at annotated boxes look to evaluate.",
+    )
     focus_weight: float = Field(
         0.0, description="Weight of focus guidance: Grad-CAM mass asked onto nose, mouth and chin (0 = off)."
     )

@@ -23,7 +23,7 @@ from torch import nn
 from torchvision import tv_tensors
 
 from maskwatch.data.index import index_sources
-from maskwatch.data.loading import LoadedSamples, assign_splits, load_samples
+from maskwatch.data.loading import LoadedSamples, assign_splits, box_cut_crops, load_samples
 from maskwatch.data.splits import SplitFractions, read_manifest, write_manifest
 from maskwatch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from maskwatch.fileio import atomic_path, atomic_write, write_json
@@ -365,9 +365,28 @@ def split_positions(loaded: LoadedSamples, splits: list[str]) -> tuple[np.ndarra
     return y, {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
 
 
+def with_box_cut_copies(loaded: LoadedSamples, splits: list[str], config: TrainConfig) -> tuple[LoadedSamples, list[str]]:
+    """Add a box-exact copy of every train scene face (:func:`maskwatch.data.loading.box_cut_crops`) to the train split.
+    Crop sets cut at annotated boxes reach ``evaluate`` with replicated borders where training only ever showed real
+    faces with the photo around them, and whole-face files with such borders only from sources without real
+    incorrectly worn masks. Val and test keep their one cut each, so their figures stay comparable between runs."""
+    train = [i for i, split in enumerate(splits) if split == "train"]
+    positions, crops, problems = box_cut_crops([loaded.samples[i] for i in train], size=config.input_size, margin=config.margin)
+    for problem in problems:
+        log.warning("%s", problem)
+    copies = [loaded.samples[train[i]] for i in positions]
+    log.info("box-exact copies: %d train scene faces", len(copies))
+    merged = LoadedSamples(
+        loaded.samples + copies, np.concatenate([loaded.crops, crops]), loaded.file_hashes, loaded.problems + problems
+    )
+    return merged, splits + ["train"] * len(copies)
+
+
 def prepare_splits(config: TrainConfig) -> TrainData:
     """:func:`prepare_data` as class indices and split positions; refuses data without train and val faces."""
     loaded, splits, problems = prepare_data(config)
+    if config.box_cut_copies:
+        loaded, splits = with_box_cut_copies(loaded, splits, config)
     y, idx = split_positions(loaded, splits)
     log.info("split sizes: %s", {k: len(v) for k, v in idx.items()})
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:

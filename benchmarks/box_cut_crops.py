@@ -1,0 +1,96 @@
+"""How does the classifier score faces cut exactly at their annotated box, as the maintainers' private crop sets are?
+
+`maskwatch evaluate MANIFEST` cuts each scene face from its photo with the runtime's margin (15 %) and the photo's
+own pixels around it. The private crop sets are files cut exactly at the annotated box, without margin; `evaluate
+DIR` turns such a file into a crop with the same geometry, but the margin is then made of replicated border pixels.
+This writes one split's scene faces as such files (a class-folder tree per source, JPEG quality 92 like the shared
+data) and scores each tree with `maskwatch evaluate`'s code next to the in-photo cut of the same faces, for one or
+more classifiers (mirrored, the default of `evaluate`).
+
+    python benchmarks/box_cut_crops.py --split val --out /tmp/box_cut \
+        --model shipped=src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --model other=OTHER.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.data.splits import read_manifest
+from maskwatch.imaging import load_rgb
+from maskwatch.metrics import classification_report
+from maskwatch.runtime.classifier import OnnxMaskClassifier
+from maskwatch.runtime.evaluate import by_source, evaluate_source
+
+FOLDER_OF = {"with_mask": "with_mask", "without_mask": "without_mask", "mask_incorrect": "mask_incorrect"}
+
+
+def write_box_cuts(manifest: Path, split: str, out: Path) -> dict[str, int]:
+    """OUT/SOURCE/LABEL/NNNNN.jpg for every boxed face of ``split``; returns the count per source."""
+    counts: dict[str, int] = {}
+    rows = [row for row in read_manifest(manifest) if row.split == split and row.sample.box]
+    by_photo: dict[Path, list] = {}
+    for row in rows:
+        by_photo.setdefault(Path(row.sample.path), []).append(row.sample)
+    for path, samples in sorted(by_photo.items()):
+        image = load_rgb(path)
+        height, width = image.shape[:2]
+        for sample in samples:
+            x1, y1, x2, y2 = sample.box
+            left, top = max(0, int(round(x1))), max(0, int(round(y1)))
+            right, bottom = min(width, int(round(x2))), min(height, int(round(y2)))
+            if right - left < 2 or bottom - top < 2:
+                continue
+            n = counts.get(sample.source, 0)
+            target = out / sample.source / FOLDER_OF[sample.label] / f"{n:05d}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            face = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2BGR)
+            cv2.imwrite(str(target), face, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            counts[sample.source] = n + 1
+    return counts
+
+
+def figures(report: dict) -> str:
+    incorrect = report["per_class"]["mask_incorrect"]
+    recall = f"{incorrect['recall']:.3f} ({incorrect['support']})" if incorrect["support"] else "-"
+    return f"{report['accuracy']:.4f} / {report['macro_f1']:.4f} / {recall}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--out", type=Path, required=True, help="Folder for the box-exact files (made if missing).")
+    parser.add_argument("--model", action="append", default=[], help="NAME=ONNX (repeatable; default: the shipped one).")
+    args = parser.parse_args()
+    models = [spec.split("=", 1) for spec in args.model] or [["shipped", None]]
+    counts = write_box_cuts(args.splits, args.split, args.out)
+    print(f"{args.split} split, box-exact files: {counts}")
+    print("| model | source | in-photo cut: accuracy / macro-F1 / mask_incorrect recall | box-exact file: the same |")
+    print("|---|---|---|---|")
+    for name, path in models:
+        classifier = OnnxMaskClassifier(path)
+        labels = list(classifier.labels)
+        in_photo, in_photo_scored, _ = evaluate_source(args.splits, classifier, split=args.split, mirrored=True)
+        in_photo_by_source = by_source(in_photo)
+        pooled: dict[str, tuple[list, list]] = {"in_photo": ([], []), "box_cut": ([], [])}
+        for sample, truth, probs in zip(in_photo_scored.samples, in_photo_scored.truth, in_photo_scored.probs):
+            if sample.source in counts:
+                pooled["in_photo"][0].append(truth)
+                pooled["in_photo"][1].append(int(probs.argmax()))
+        for source in sorted(counts):
+            box_cut, scored, problems = evaluate_source(args.out / source, classifier, mirrored=True)
+            if problems:
+                print(f"{source}: {len(problems)} files skipped, e.g. {problems[0]}")
+            pooled["box_cut"][0].extend(scored.truth)
+            pooled["box_cut"][1].extend(int(p.argmax()) for p in scored.probs)
+            print(f"| {name} | {source} | {figures(in_photo_by_source[source])} | {figures(box_cut)} |")
+        both = {kind: classification_report(truth, predicted, labels) for kind, (truth, predicted) in pooled.items()}
+        print(f"| {name} | both | {figures(both['in_photo'])} | {figures(both['box_cut'])} |")
+
+
+if __name__ == "__main__":
+    main()
