@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,24 @@ class LoadedSamples:
     problems: list[str]
 
 
+def decoded_photos(
+    samples: Sequence[Sample], wanted: Callable[[Sample], bool], description: str, problems: list[str]
+) -> Iterator[tuple[Path, np.ndarray, list[int]]]:
+    """Each file holding a wanted sample, decoded once, with the positions of its wanted samples; a file that cannot be
+    decoded adds one line to ``problems`` and is skipped."""
+    by_file: dict[Path, list[int]] = defaultdict(list)
+    for i, sample in enumerate(samples):
+        if wanted(sample):
+            by_file[sample.path].append(i)
+    for path, indices in track(by_file.items(), description=description, total=len(by_file)):
+        try:
+            image = load_rgb(path)
+        except ImageLoadError as error:
+            problems.append(str(error))
+            continue
+        yield path, image, indices
+
+
 def load_samples(
     samples: Sequence[Sample],
     *,
@@ -46,18 +64,10 @@ def load_samples(
 ) -> LoadedSamples:
     """Decode each file once; crop its faces at ``size`` x ``size``: scene faces around their box, whole-face files
     (class folders) by the ``whole_image`` geometry of :func:`maskwatch.crop.whole_image_crop`."""
-    by_file: dict[Path, list[int]] = defaultdict(list)
-    for i, sample in enumerate(samples):
-        by_file[sample.path].append(i)
     crops: list[np.ndarray | None] = [None] * len(samples)
     hashes: dict[Path, int] = {}
     problems: list[str] = []
-    for path, indices in track(by_file.items(), description="loading images", total=len(by_file)):
-        try:
-            image = load_rgb(path)
-        except ImageLoadError as error:
-            problems.append(str(error))
-            continue
+    for path, image, indices in decoded_photos(samples, lambda sample: True, "loading images", problems):
         if hash_files:
             hashes[path] = perceptual_hash(image)
         for i in indices:
@@ -79,19 +89,10 @@ def box_cut_crops(samples: Sequence[Sample], *, size: int, margin: float) -> tup
     crop the way ``evaluate`` turns such a file into one (:func:`maskwatch.crop.crop_whole_image`): the face keeps
     its margin, made of replicated border pixels instead of the photo around it. Returns the positions of the samples
     cut, their crops and one line per photo or box that could not be used."""
-    by_file: dict[Path, list[int]] = defaultdict(list)
-    for i, sample in enumerate(samples):
-        if sample.box is not None:
-            by_file[sample.path].append(i)
     kept: list[int] = []
     crops: list[np.ndarray] = []
     problems: list[str] = []
-    for path, indices in track(by_file.items(), description="box-exact copies", total=len(by_file)):
-        try:
-            image = load_rgb(path)
-        except ImageLoadError as error:
-            problems.append(str(error))
-            continue
+    for path, image, indices in decoded_photos(samples, lambda sample: sample.box is not None, "box-exact copies", problems):
         height, width = image.shape[:2]
         for i in indices:
             x1, y1, x2, y2 = (int(round(v)) for v in samples[i].box)
