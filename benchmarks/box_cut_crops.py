@@ -5,7 +5,8 @@ own pixels around it. The private crop sets are files cut exactly at the annotat
 DIR` turns such a file into a crop with the same geometry, but the margin is then made of replicated border pixels.
 This writes one split's scene faces as such files (a class-folder tree per source, JPEG quality 92 like the shared
 data) and scores each tree with `maskwatch evaluate`'s code next to the in-photo cut of the same faces, for one or
-more classifiers (mirrored, the default of `evaluate`).
+more classifiers (mirrored, the default of `evaluate`). Training's box-exact copies (``box_cut_copies``) are cut the
+same way (`maskwatch.data.loading.cut_at_box`) but not re-encoded as JPEG.
 
     python benchmarks/box_cut_crops.py --split val --out /tmp/box_cut \
         --model shipped=src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --model other=OTHER.onnx
@@ -17,19 +18,17 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
 
+from maskwatch.data.loading import cut_at_box
 from maskwatch.data.splits import read_manifest
 from maskwatch.imaging import load_rgb
 from maskwatch.metrics import classification_report
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.evaluate import by_source, evaluate_source
 
-FOLDER_OF = {"with_mask": "with_mask", "without_mask": "without_mask", "mask_incorrect": "mask_incorrect"}
-
 
 def write_box_cuts(manifest: Path, split: str, out: Path) -> dict[str, int]:
-    """OUT/SOURCE/LABEL/NNNNN.jpg for every boxed face of ``split``; returns the count per source."""
+    """OUT/SOURCE/LABEL/NNNNN.jpg for every boxed face of ``split`` (:func:`cut_at_box`); returns the count per source."""
     counts: dict[str, int] = {}
     rows = [row for row in read_manifest(manifest) if row.split == split and row.sample.box]
     by_photo: dict[Path, list] = {}
@@ -37,18 +36,14 @@ def write_box_cuts(manifest: Path, split: str, out: Path) -> dict[str, int]:
         by_photo.setdefault(Path(row.sample.path), []).append(row.sample)
     for path, samples in sorted(by_photo.items()):
         image = load_rgb(path)
-        height, width = image.shape[:2]
         for sample in samples:
-            x1, y1, x2, y2 = sample.box
-            left, top = max(0, int(round(x1))), max(0, int(round(y1)))
-            right, bottom = min(width, int(round(x2))), min(height, int(round(y2)))
-            if right - left < 2 or bottom - top < 2:
+            face = cut_at_box(image, sample.box)
+            if face is None:
                 continue
             n = counts.get(sample.source, 0)
-            target = out / sample.source / FOLDER_OF[sample.label] / f"{n:05d}.jpg"
+            target = out / sample.source / sample.label / f"{n:05d}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
-            face = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2BGR)
-            cv2.imwrite(str(target), face, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            cv2.imwrite(str(target), cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
             counts[sample.source] = n + 1
     return counts
 
@@ -67,6 +62,8 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="NAME=ONNX (repeatable; default: the shipped one).")
     args = parser.parse_args()
     models = [spec.split("=", 1) for spec in args.model] or [["shipped", None]]
+    if args.out.exists() and any(args.out.iterdir()):
+        raise SystemExit(f"{args.out}: not empty; give a new folder (files left there would be scored too)")
     counts = write_box_cuts(args.splits, args.split, args.out)
     print(f"{args.split} split, box-exact files: {counts}")
     print("| model | source | in-photo cut: accuracy / macro-F1 / mask_incorrect recall | box-exact file: the same |")

@@ -514,15 +514,19 @@ def test_box_cut_copy_is_what_evaluate_makes_of_a_file_cut_at_the_box(tmp_path: 
     samples = [
         Sample(photo_path, "mask_incorrect", "scenes", (60.0, 30.0, 100.0, 90.0)),
         Sample(photo_path, "with_mask", "scenes", (300.0, 300.0, 340.0, 360.0)),  # outside the photo
+        Sample(photo_path, "with_mask", "scenes", (-50.0, -50.0, -10.0, -10.0)),  # outside, negative: must not wrap
+        Sample(photo_path, "with_mask", "scenes", (-10.4, 80.0, 30.0, 140.0)),  # partly outside: clipped to the photo
         Sample(file_path, "with_mask", "x"),  # a whole-face file has no box to cut at
     ]
     positions, crops, problems = box_cut_crops(samples, size=64, margin=0.15)
-    assert positions == [0] and crops.shape == (1, 64, 64, 3)
+    assert positions == [0, 3] and crops.shape == (2, 64, 64, 3)
     as_evaluate_cuts_the_file = load_samples([Sample(file_path, "mask_incorrect", "x")], size=64, hash_files=False)
     assert np.array_equal(crops[0], as_evaluate_cuts_the_file.crops[0])
     in_photo = crop_face(_photo_with_a_face(), [60, 30, 100, 90], margin=0.15, size=64)
     assert not np.array_equal(crops[0], in_photo)  # the margin is replicated border, not the photo around the face
-    assert len(problems) == 1 and str(photo_path) in problems[0] and "no box-exact copy" in problems[0]
+    clipped = crop_whole_image(_photo_with_a_face()[80:120, 0:30], margin=0.15, size=64)
+    assert np.array_equal(crops[1], clipped)
+    assert len(problems) == 2 and all(str(photo_path) in p and "no box-exact copy" in p for p in problems)
 
 
 def test_box_cut_copies_join_the_train_split_only(tmp_path: Path):
@@ -539,7 +543,10 @@ def test_box_cut_copies_join_the_train_split_only(tmp_path: Path):
         Sample(tmp_path / "file.png", "with_mask", "x"),
     ]
     loaded = LoadedSamples(samples, np.zeros((3, 64, 64, 3), np.uint8), {}, [])
-    merged, splits = with_box_cut_copies(loaded, ["train", "val", "train"], TrainConfig(input_size=64))
-    assert splits == ["train", "val", "train", "train"]  # the val face and the whole-face file get no copy
+    merged, splits, problems = with_box_cut_copies(loaded, ["train", "val", "train"], TrainConfig(input_size=64))
+    assert splits == ["train", "val", "train", "train"] and problems == []  # no copy of the val face or the file
     assert merged.samples[3] == samples[0] and merged.crops.shape == (4, 64, 64, 3)
-    assert np.array_equal(merged.crops[:3], loaded.crops) and merged.crops[3].any()
+    from maskwatch.data.loading import box_cut_crops
+
+    assert np.array_equal(merged.crops[:3], loaded.crops)
+    assert np.array_equal(merged.crops[3], box_cut_crops([samples[0]], size=64, margin=0.15)[1][0])

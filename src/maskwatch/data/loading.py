@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskwatch.crop import DEFAULT_MARGIN, crop_face, crop_whole_image, whole_image_crop
+from maskwatch.crop import DEFAULT_MARGIN, crop_face, whole_image_crop
 from maskwatch.data.index import Sample, index_source
 from maskwatch.data.splits import ManifestRow, SplitFractions, near_duplicate_groups, read_manifest, split_of
 from maskwatch.imaging import ImageLoadError, load_rgb
@@ -84,24 +84,35 @@ def load_samples(
     return LoadedSamples([samples[i] for i in kept], stacked, hashes, problems)
 
 
-def box_cut_crops(samples: Sequence[Sample], *, size: int, margin: float) -> tuple[list[int], np.ndarray, list[str]]:
-    """Each boxed sample cut exactly at its box, as a crop set cut at annotated boxes holds it, then turned into a
-    crop the way ``evaluate`` turns such a file into one (:func:`maskwatch.crop.crop_whole_image`): the face keeps
-    its margin, made of replicated border pixels instead of the photo around it. Returns the positions of the samples
-    cut, their crops and one line per photo or box that could not be used."""
+def cut_at_box(image: np.ndarray, box: Sequence[float]) -> np.ndarray | None:
+    """The pixels inside ``box`` (rounded to whole pixels and clipped to the image), as a crop set cut at annotated
+    boxes holds a face; None when under 2 px of it lies inside the image."""
+    height, width = image.shape[:2]
+    x1, x2 = np.clip(np.rint([box[0], box[2]]).astype(int), 0, width)
+    y1, y2 = np.clip(np.rint([box[1], box[3]]).astype(int), 0, height)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
+def box_cut_crops(
+    samples: Sequence[Sample], *, size: int, margin: float, whole_image: str = "crop"
+) -> tuple[list[int], np.ndarray, list[str]]:
+    """Each boxed sample cut exactly at its box (:func:`cut_at_box`), then turned into a crop the way ``evaluate``
+    turns such a file into one (:func:`maskwatch.crop.whole_image_crop` in the model's ``whole_image`` geometry): with
+    ``crop`` the face keeps its margin, made of replicated border pixels instead of the photo around it. Returns the
+    positions of the samples cut, their crops and one line per photo or box that could not be used."""
     kept: list[int] = []
     crops: list[np.ndarray] = []
     problems: list[str] = []
     for path, image, indices in decoded_photos(samples, lambda sample: sample.box is not None, "box-exact copies", problems):
-        height, width = image.shape[:2]
         for i in indices:
-            x1, y1, x2, y2 = (int(round(v)) for v in samples[i].box)
-            face = image[max(0, y1) : min(height, y2), max(0, x1) : min(width, x2)]
-            if min(face.shape[:2]) < 2:
+            face = cut_at_box(image, samples[i].box)
+            if face is None:
                 problems.append(f"{path}: box {list(samples[i].box)} is under 2 px inside the image; no box-exact copy")
                 continue
             kept.append(i)
-            crops.append(crop_whole_image(face, margin=margin, size=size))
+            crops.append(whole_image_crop(face, geometry=whole_image, margin=margin, size=size))
     stacked = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
     return kept, stacked, problems
 

@@ -365,13 +365,18 @@ def split_positions(loaded: LoadedSamples, splits: list[str]) -> tuple[np.ndarra
     return y, {name: np.nonzero(split == name)[0] for name in ("train", "val", "test")}
 
 
-def with_box_cut_copies(loaded: LoadedSamples, splits: list[str], config: TrainConfig) -> tuple[LoadedSamples, list[str]]:
-    """Add a box-exact copy of every train scene face (:func:`maskwatch.data.loading.box_cut_crops`) to the train split.
-    Crop sets cut at annotated boxes reach ``evaluate`` with replicated borders where training only ever showed real
-    faces with the photo around them, and whole-face files with such borders only from sources without real
-    incorrectly worn masks. Val and test keep their one cut each, so their figures stay comparable between runs."""
+def with_box_cut_copies(
+    loaded: LoadedSamples, splits: list[str], config: TrainConfig
+) -> tuple[LoadedSamples, list[str], list[str]]:
+    """Add a box-exact copy of every train scene face (:func:`maskwatch.data.loading.box_cut_crops`) to the train split;
+    returns the samples, their splits and the copies that could not be made. Crop sets cut at annotated boxes reach
+    ``evaluate`` with replicated borders where training only ever showed real faces with the photo around them, and
+    whole-face files with such borders only from sources without real incorrectly worn masks. Val and test keep their
+    one cut each, so their figures stay comparable between runs; the run's splits.csv (written before) lists no copy."""
     train = [i for i, split in enumerate(splits) if split == "train"]
-    positions, crops, problems = box_cut_crops([loaded.samples[i] for i in train], size=config.input_size, margin=config.margin)
+    positions, crops, problems = box_cut_crops(
+        [loaded.samples[i] for i in train], size=config.input_size, margin=config.margin, whole_image=config.whole_image
+    )
     for problem in problems:
         log.warning("%s", problem)
     copies = [loaded.samples[train[i]] for i in positions]
@@ -379,14 +384,15 @@ def with_box_cut_copies(loaded: LoadedSamples, splits: list[str], config: TrainC
     merged = LoadedSamples(
         loaded.samples + copies, np.concatenate([loaded.crops, crops]), loaded.file_hashes, loaded.problems + problems
     )
-    return merged, splits + ["train"] * len(copies)
+    return merged, splits + ["train"] * len(copies), problems
 
 
 def prepare_splits(config: TrainConfig) -> TrainData:
     """:func:`prepare_data` as class indices and split positions; refuses data without train and val faces."""
     loaded, splits, problems = prepare_data(config)
     if config.box_cut_copies:
-        loaded, splits = with_box_cut_copies(loaded, splits, config)
+        loaded, splits, copy_problems = with_box_cut_copies(loaded, splits, config)
+        problems = problems + copy_problems
     y, idx = split_positions(loaded, splits)
     log.info("split sizes: %s", {k: len(v) for k, v in idx.items()})
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:
