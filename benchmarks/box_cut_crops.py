@@ -19,9 +19,8 @@ from pathlib import Path
 
 import cv2
 
-from maskwatch.data.loading import cut_at_box
+from maskwatch.data.loading import cut_at_box, decoded_photos
 from maskwatch.data.splits import read_manifest
-from maskwatch.imaging import load_rgb
 from maskwatch.metrics import classification_report
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.evaluate import by_source, evaluate_source
@@ -30,21 +29,20 @@ from maskwatch.runtime.evaluate import by_source, evaluate_source
 def write_box_cuts(manifest: Path, split: str, out: Path) -> dict[str, int]:
     """OUT/SOURCE/LABEL/NNNNN.jpg for every boxed face of ``split`` (:func:`cut_at_box`); returns the count per source."""
     counts: dict[str, int] = {}
-    rows = [row for row in read_manifest(manifest) if row.split == split and row.sample.box]
-    by_photo: dict[Path, list] = {}
-    for row in rows:
-        by_photo.setdefault(Path(row.sample.path), []).append(row.sample)
-    for path, samples in sorted(by_photo.items()):
-        image = load_rgb(path)
-        for sample in samples:
-            face = cut_at_box(image, sample.box)
+    samples = [row.sample for row in read_manifest(manifest) if row.split == split and row.sample.box]
+    problems: list[str] = []
+    for _, image, indices in decoded_photos(samples, lambda sample: True, "box-exact files", problems):
+        for i in indices:
+            face = cut_at_box(image, samples[i].box)
             if face is None:
                 continue
-            n = counts.get(sample.source, 0)
-            target = out / sample.source / sample.label / f"{n:05d}.jpg"
+            n = counts.get(samples[i].source, 0)
+            target = out / samples[i].source / samples[i].label / f"{n:05d}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(target), cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-            counts[sample.source] = n + 1
+            counts[samples[i].source] = n + 1
+    for problem in problems:
+        print(problem)
     return counts
 
 
