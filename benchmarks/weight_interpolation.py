@@ -28,36 +28,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskwatch.data.loading import load_samples
-from maskwatch.data.splits import read_manifest
-from maskwatch.data.transforms import eval_transform
 from maskwatch.fileio import write_json
-from maskwatch.labels import LABELS
-from maskwatch.metrics import classification_report, fit_temperature
+from maskwatch.metrics import fit_temperature
 from maskwatch.training.checkpoint import load_checkpoint, save_checkpoint
 from maskwatch.training.models import resplit
-from maskwatch.training.train import photo_incorrect_recall, predict_logits, read_exclusions, to_batch
-
-PHOTO_SOURCES = ("scenes", "scenes-ilc")
+from maskwatch.training.soup import score_logits, split_faces, weighted_state_dict
+from maskwatch.training.train import predict_logits
 
 
 def blend(start: dict, tuned: dict, amount: float) -> dict:
-    """Weights ``(1 - amount) * start + amount * tuned``; integer buffers (BatchNorm's batch counter) from ``tuned``."""
-    return {k: ((1 - amount) * start[k] + amount * v) if v.is_floating_point() else v.clone() for k, v in tuned.items()}
-
-
-def score(logits: np.ndarray, y: np.ndarray, sources: np.ndarray) -> dict:
-    """Pooled macro-F1, real-photo `mask_incorrect` recall and accuracy per source."""
-    report = classification_report(y, logits.argmax(1), LABELS)
-    row = {
-        "macro_f1": report["macro_f1"],
-        "accuracy": report["accuracy"],
-        "photo_incorrect_recall": photo_incorrect_recall(logits, y, np.isin(sources, PHOTO_SOURCES)),
-    }
-    for source in sorted(set(sources)):
-        part = sources == source
-        row[f"{source}_accuracy"] = float((logits[part].argmax(1) == y[part]).mean())
-    return row
+    """Weights ``(1 - amount) * start + amount * tuned``; integer buffers from ``tuned`` (listed first)."""
+    return weighted_state_dict([tuned, start], [amount, 1 - amount])
 
 
 def main() -> None:
@@ -74,23 +55,16 @@ def main() -> None:
     start, _ = load_checkpoint(args.start)
     model, meta = load_checkpoint(args.tuned)
     resplit(start, len(model.top))  # same frozen/trainable cut, so both state dicts name each block alike
-    excluded = set().union(*read_exclusions((args.exclude,)).values()) if args.exclude else set()
-    samples = [
-        row.sample for row in read_manifest(args.splits) if row.split == "val" and Path(row.sample.path).resolve() not in excluded
-    ]
-    loaded = load_samples(samples, size=meta["input_size"], margin=meta["margin"], whole_image=meta["whole_image"])
-    y = np.array([LABELS.index(s.label) for s in loaded.samples])
-    sources = np.array([s.source for s in loaded.samples])
-    inputs = to_batch(loaded.crops, eval_transform())
-    print(f"val faces: {len(y)} ({dict(zip(*np.unique(sources, return_counts=True)))})")
+    faces = split_faces(args.splits, args.exclude, meta)
+    print(f"val faces: {len(faces.truth)} ({dict(zip(*np.unique(faces.sources, return_counts=True)))})")
 
     start_weights, tuned_weights = start.state_dict(), {k: v.clone() for k, v in model.state_dict().items()}
     rows, best = [], None
     for amount in (float(a) for a in args.grid.split(",")):
         model.load_state_dict(blend(start_weights, tuned_weights, amount))
         with torch.no_grad():
-            logits = predict_logits(model, inputs, on_features=False)
-        row = {"amount": amount, **score(logits, y, sources)}
+            logits = predict_logits(model, faces.inputs, on_features=False)
+        row = {"amount": amount, **score_logits(logits, faces)}
         rows.append(row)
         print("  ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
         key = (row["photo_incorrect_recall"] >= args.floor, row["macro_f1"])
@@ -98,7 +72,7 @@ def main() -> None:
             best = (key, amount, logits)
     _, amount, logits = best
     model.load_state_dict(blend(start_weights, tuned_weights, amount))
-    temperature = fit_temperature(logits, y)
+    temperature = fit_temperature(logits, faces.truth)
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, {**meta, "temperature": temperature, "blend": {"amount": amount}}, args.out / "best.safetensors")
     write_json(args.out / "blend_val.json", {"kept": amount, "floor": args.floor, "rows": rows}, indent=1)

@@ -219,3 +219,59 @@ def test_training_commands_register_onto_any_app_and_run_alone(tmp_path: Path, c
     result = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "m.safetensors"), "--format", "tflite"])
     assert result.exit_code == 2 and "choose: onnx" in caplog.text
     assert cli_train.calibration_crops(tmp_path / "missing.csv", {"input_size": 32, "margin": 0.15}) == ([], [])
+
+
+def _checkpoint(path: Path, seed: int, trainable_blocks: int, **meta_changes) -> Path:
+    from maskwatch.labels import LABELS
+    from maskwatch.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = build_model("mobilenet_v2", 3, pretrained=False, trainable_blocks=trainable_blocks)
+    meta = {
+        "model": "mobilenet_v2",
+        "labels": list(LABELS),
+        "input_size": 32,
+        "margin": 0.15,
+        "whole_image": "crop",
+        "trainable_blocks": trainable_blocks,
+        "temperature": 1.3,
+        **meta_changes,
+    }
+    save_checkpoint(model, meta, path)
+    return path
+
+
+def test_weight_soup_is_the_mean_of_its_members_even_when_cut_at_other_blocks(tmp_path: Path):
+    from maskwatch.training.checkpoint import load_checkpoint
+    from maskwatch.training.soup import average_checkpoints
+
+    # different seeds give different random weights; different trainable_blocks name the same block differently
+    paths = [_checkpoint(tmp_path / f"{seed}.safetensors", seed, blocks) for seed, blocks in ((1, 2), (2, 4), (3, 2))]
+    soup, meta = average_checkpoints(paths)
+    # state dicts list trunk, top and head in block order whatever the cut, so tensors pair up by position
+    members = [list(load_checkpoint(p)[0].state_dict().items()) for p in paths]
+    assert [k for k, _ in members[0]] != [k for k, _ in members[1]], "the cuts must differ for this test to mean anything"
+    for position, (key, value) in enumerate(soup.state_dict().items()):
+        if value.is_floating_point():
+            mean = sum(m[position][1] for m in members) / 3
+            assert torch.allclose(value, mean, atol=1e-6), key
+    head = soup.state_dict()["head.3.weight"]
+    assert not torch.allclose(head, members[0][-2][1])
+    assert "temperature" not in meta and meta["soup"]["members"] == [str(p) for p in paths]
+    assert meta["trainable_blocks"] == 2
+
+
+def test_weight_soup_refuses_members_that_saw_other_crops(tmp_path: Path):
+    from maskwatch.training.checkpoint import CheckpointError
+    from maskwatch.training.soup import average_checkpoints, weighted_state_dict
+
+    a = _checkpoint(tmp_path / "a.safetensors", 1, 2)
+    b = _checkpoint(tmp_path / "b.safetensors", 2, 2, input_size=64)
+    with pytest.raises(CheckpointError, match=r"b\.safetensors: input_size is 64, .*a\.safetensors has 32"):
+        average_checkpoints([a, b])
+    with pytest.raises(CheckpointError, match="at least two"):
+        average_checkpoints([a])
+    with pytest.raises(ValueError, match="member 1 names other tensors"):
+        weighted_state_dict([{"x": torch.ones(1)}, {"y": torch.ones(1)}], [0.5, 0.5])
+    counter = weighted_state_dict([{"n": torch.tensor(7)}, {"n": torch.tensor(1)}], [0.5, 0.5])
+    assert counter["n"].item() == 7  # an integer buffer is the first member's, not an average

@@ -1,0 +1,58 @@
+"""Average the kept checkpoints of several runs of one recipe (a uniform model soup) and score it and them on val.
+
+    python recipes/weight_soup.py runs/box_cut_copies runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
+        --out runs/box_cut_soup
+    python recipes/ship_default.py runs/box_cut_soup --splits recipes/default_splits.csv.gz --candidate
+
+Each RUN gives RUN/best.safetensors (or pass the .safetensors file itself). The members must share their input (model,
+labels, size, margin, geometry); ``maskwatch.training.soup`` says why averaging fine-tunes of one start is sound. The
+soup's temperature is refitted on the val faces, as training does for a kept epoch. Writes OUT/best.safetensors and
+OUT/soup_val.json (one pass, fp32: every member's val figures and the soup's). The test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskwatch.fileio import write_json
+from maskwatch.metrics import fit_temperature
+from maskwatch.training.checkpoint import load_checkpoint, save_checkpoint
+from maskwatch.training.soup import average_checkpoints, score_logits, split_faces
+from maskwatch.training.train import predict_logits
+
+
+def checkpoint_of(run: Path) -> Path:
+    return run if run.suffix == ".safetensors" else run / "best.safetensors"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders (or checkpoints) of one recipe")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
+    parser.add_argument("--exclude", default="recipes/exclusions.txt")
+    args = parser.parse_args()
+
+    paths = [checkpoint_of(run) for run in args.runs]
+    soup, meta = average_checkpoints(paths)
+    faces = split_faces(args.splits, args.exclude, meta)
+    print(f"val faces: {len(faces.truth)} ({dict(zip(*np.unique(faces.sources, return_counts=True)))})")
+    rows = []
+    for name, model in [*((str(p), load_checkpoint(p)[0]) for p in paths), ("soup", soup)]:
+        with torch.no_grad():
+            logits = predict_logits(model, faces.inputs, on_features=False)
+        rows.append({"member": name, **score_logits(logits, faces)})
+        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    meta["temperature"] = fit_temperature(logits, faces.truth)  # the soup's logits: it was scored last
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(soup, meta, args.out / "best.safetensors")
+    write_json(args.out / "soup_val.json", {"members": [str(p) for p in paths], "rows": rows}, indent=1)
+    print(f"soup of {len(paths)} (temperature {meta['temperature']:.3f}) -> {args.out / 'best.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()
