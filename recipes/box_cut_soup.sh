@@ -29,7 +29,7 @@ mkdir -p runs/real_incorrect_more_views runs/box_cut_copies
 [ -f runs/box_cut_copies/best.safetensors ] ||
     git show 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors > runs/box_cut_copies/best.safetensors
 for seed in 7 8; do
-    [ -f "runs/box_cut_copies_seed$seed/best.safetensors" ] ||
+    [ -f "runs/box_cut_copies_seed$seed/report.json" ] ||  # written when a run has finished
         maskwatch train --config recipes/box_cut_copies.yaml --out "runs/box_cut_copies_seed$seed" --seed "$seed"
 done
 python recipes/weight_soup.py runs/box_cut_copies runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
