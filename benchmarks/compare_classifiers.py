@@ -78,7 +78,8 @@ def main() -> None:
         low, high = np.percentile(values, [2.5, 97.5])
         print(
             f"  {figure}: {whole[1][figure] - whole[0][figure]:+.4f} on all photos, 95 % interval "
-            f"[{low:+.4f}, {high:+.4f}], second ahead in {np.mean(values > 0):.0%} of {len(values)} draws"
+            f"[{low:+.4f}, {high:+.4f}], second ahead in {int((values > 0).sum())} of {len(values)} draws "
+            f"({np.mean(values > 0):.1%})"
         )
 
 

@@ -3,45 +3,59 @@
 # their seed (6: the shipped sixth run; 7 and 8 made here), all fine-tuned from the fifth run's model. From the second
 # run on, the issue's missed test targets came and went by one to three faces from run to run while val, which chose
 # each run, rose in small steps: the runs' spread is as large as the gaps. Averaging the weights of fine-tunes of one
-# start (maskwatch.training.soup) aims at that spread instead of at val: one model that does about as well as its
-# members on val and varies less on faces it has not seen.
+# start (maskwatch.training.soup; BatchNorm statistics of the trainable blocks measured again on the train faces) aims
+# at that spread instead of at val: one model that does about as well as its members on val and varies less on faces
+# it has not seen.
 #
-# Rule, set and committed before seeds 7 and 8 finished: the soup replaces the shipped sixth run if, on the val split,
-#   1. on box-exact files of both scene sets (benchmarks/box_cut_crops.py, int8, mirrored) it keeps the sixth's gain:
-#      macro-F1 >= 0.911 and mask_incorrect found in >= 42 of 54 (the sixth: 0.916 and 44, less 0.005 and two faces);
-#   2. fp32, one pass (recipes/weight_soup.py): real in-photo mask_incorrect recall >= 0.80 (the training floor); and its
-#      int8 file's pooled mirrored val macro-F1 (benchmarks/mirrored_classifier.py) >= the sixth's 0.9582;
-#   3. end to end on the 259 val photos (benchmarks/compare_classifiers.py) it is ahead of the sixth in at least half
-#      of the 2000 draws on 3-class mAP and on mask_incorrect AP (the README's standing replacement rule).
-# Seeds 7 and 8 alone are not candidates: keeping the best of three seeds on a val split this small would keep noise.
-# Only after the choice does ship_default.py (without --candidate) read the test split.
+# Rule, committed in 049fa06 before any epoch of seed 7 or 8 was scored, and tightened after a review (BatchNorm
+# statistics measured again, which figure decides, no rounding) while seed 7's first epoch was on disk, unread. The
+# soup replaces the shipped sixth run only if all of 1-3 hold on the val split; the fixed figures below decide (the
+# script measures the sixth again as a check of the set-up, not as the bar):
+#   1. benchmarks/box_cut_crops.py (int8, mirrored), row "both", box-exact column: macro-F1 >= 0.911 and mask_incorrect
+#      recall >= 0.7778, i.e. at least 42 of 54 (the sixth: 0.916 and 44, less 0.005 and two faces);
+#   2. recipes/weight_soup.py, row "soup" (fp32, one pass): photo_incorrect_recall >= 0.80 (the training floor); and
+#      benchmarks/mirrored_classifier.py on the soup's int8 file, row "all", mirrored macro-F1 >= 0.9582 (the sixth's).
+#      For a soup, which has no epochs, this stands in for the README's crop rule;
+#   3. benchmarks/compare_classifiers.py: the soup ahead in at least half of the draws that have an AP, on 3-class mAP
+#      and on mask_incorrect AP (the README's bootstrap rule), counted, not rounded.
+# If ship_default.py --candidate refuses the soup's int8 file (more than 0.5 points lost on held-out val), nothing
+# ships. Seeds 7 and 8 alone are not candidates: keeping the best of three seeds on a val split this small would keep
+# noise. Each `maskwatch train` run scores its own test split at its end (report.json, log): those figures are not
+# read before the choice; ship_default.py (without --candidate) scores the chosen model on test.
 #
-# Time on a 2-core CPU: about 19 min per training run, 1 min for the soup, 10 min for the val checks.
+# Time on a 2-core CPU: about 19 min per training run, a few minutes for the soup, 10 min for the val checks.
 #
-#   bash recipes/box_cut_soup.sh            # trains, averages, writes runs/box_cut_soup/candidate_int8.onnx, checks val
+#   bash recipes/box_cut_soup.sh     # trains, averages, writes runs/box_cut_soup/candidate_int8.onnx and val_checks.log
 #   python recipes/ship_default.py runs/box_cut_soup --splits recipes/default_splits.csv.gz   # if the rule is met
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mkdir -p runs/real_incorrect_more_views runs/box_cut_copies
-[ -f runs/real_incorrect_more_views/best.safetensors ] ||
-    git show a1b6711:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors > runs/real_incorrect_more_views/best.safetensors
-[ -f runs/box_cut_copies/best.safetensors ] ||
-    git show 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors > runs/box_cut_copies/best.safetensors
+# the fifth run (the members' start) and the sixth run (seed 6), from the commits that shipped them
+from_git() {  # COMMIT:PATH DESTINATION, written whole or not at all
+    [ -s "$2" ] && return
+    mkdir -p "$(dirname "$2")"
+    git show "$1" > "$2.partial" && mv "$2.partial" "$2"
+}
+from_git a1b6711:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors runs/real_incorrect_more_views/best.safetensors
+from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors runs/sixth_run/best.safetensors
+from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx runs/sixth_run/int8.onnx
 for seed in 7 8; do
     [ -f "runs/box_cut_copies_seed$seed/report.json" ] ||  # written when a run has finished
         maskwatch train --config recipes/box_cut_copies.yaml --out "runs/box_cut_copies_seed$seed" --seed "$seed"
 done
-python recipes/weight_soup.py runs/box_cut_copies runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
-    --out runs/box_cut_soup
+mkdir -p runs/box_cut_soup
+python recipes/weight_soup.py runs/sixth_run runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
+    --out runs/box_cut_soup | tee runs/box_cut_soup/weight_soup.log
 python recipes/ship_default.py runs/box_cut_soup --splits recipes/default_splits.csv.gz --candidate
-sixth=runs/box_cut_copies/int8.onnx
-git show 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx > "$sixth"
-out=$(mktemp -d)
-python benchmarks/box_cut_crops.py --split val --out "$out/box_cut" --model sixth="$sixth" \
-    --model soup=runs/box_cut_soup/candidate_int8.onnx
-for model in "$sixth" runs/box_cut_soup/candidate_int8.onnx; do
-    python benchmarks/mirrored_classifier.py --split val --model "$model"
-done
-python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
-    --model "$sixth" --other runs/box_cut_soup/candidate_int8.onnx
+soup=runs/box_cut_soup/candidate_int8.onnx
+rm -rf runs/box_cut_soup/box_cut_val
+{
+    python benchmarks/box_cut_crops.py --split val --out runs/box_cut_soup/box_cut_val \
+        --model sixth=runs/sixth_run/int8.onnx --model soup="$soup"
+    for model in runs/sixth_run/int8.onnx "$soup"; do
+        echo "mirrored_classifier.py: $model"
+        python benchmarks/mirrored_classifier.py --split val --model "$model"
+    done
+    python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
+        --model runs/sixth_run/int8.onnx --other "$soup"
+} | tee runs/box_cut_soup/val_checks.log

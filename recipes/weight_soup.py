@@ -5,8 +5,9 @@
     python recipes/ship_default.py runs/box_cut_soup --splits recipes/default_splits.csv.gz --candidate
 
 Each RUN gives RUN/best.safetensors (or pass the .safetensors file itself). The members must share their input (model,
-labels, size, margin, geometry); ``maskwatch.training.soup`` says why averaging fine-tunes of one start is sound. The
-soup's temperature is refitted on the val faces, as training does for a kept epoch. Writes OUT/best.safetensors and
+labels, size, margin, geometry, normalisation); ``maskwatch.training.soup`` says why averaging fine-tunes of one start
+is sound. The soup's BatchNorm statistics in the trainable blocks are measured again on the train faces (clean crops),
+and its temperature is refitted on the val faces, as training does for a kept epoch. Writes OUT/best.safetensors and
 OUT/soup_val.json (one pass, fp32: every member's val figures and the soup's). The test split is never read.
 """
 
@@ -21,12 +22,17 @@ import torch
 from maskwatch.fileio import write_json
 from maskwatch.metrics import fit_temperature
 from maskwatch.training.checkpoint import load_checkpoint, save_checkpoint
-from maskwatch.training.soup import average_checkpoints, score_logits, split_faces
+from maskwatch.training.soup import average_checkpoints, recompute_batchnorm, score_logits, split_faces
 from maskwatch.training.train import predict_logits
 
 
 def checkpoint_of(run: Path) -> Path:
     return run if run.suffix == ".safetensors" else run / "best.safetensors"
+
+
+def val_logits(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return predict_logits(model, inputs, on_features=False)
 
 
 def main() -> None:
@@ -42,12 +48,20 @@ def main() -> None:
     faces = split_faces(args.splits, args.exclude, meta)
     print(f"val faces: {len(faces.truth)} ({dict(zip(*np.unique(faces.sources, return_counts=True)))})")
     rows = []
-    for name, model in [*((str(p), load_checkpoint(p)[0]) for p in paths), ("soup", soup)]:
-        with torch.no_grad():
-            logits = predict_logits(model, faces.inputs, on_features=False)
-        rows.append({"member": name, **score_logits(logits, faces)})
+
+    def report(name: str, model: torch.nn.Module) -> None:
+        rows.append({"member": name, **score_logits(val_logits(model, faces.inputs), faces)})
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
-    meta["temperature"] = fit_temperature(logits, faces.truth)  # the soup's logits: it was scored last
+
+    for path in paths:
+        report(str(path), load_checkpoint(path)[0])
+    report("soup, members' BatchNorm statistics averaged (for the record)", soup)
+    train = split_faces(args.splits, args.exclude, meta, split="train")
+    recompute_batchnorm(soup, train.inputs)
+    print(f"BatchNorm statistics of the {len(soup.top)} trainable blocks measured on {len(train.truth)} train faces")
+    del train
+    report("soup", soup)
+    meta["temperature"] = fit_temperature(val_logits(soup, faces.inputs), faces.truth)
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(soup, meta, args.out / "best.safetensors")
     write_json(args.out / "soup_val.json", {"members": [str(p) for p in paths], "rows": rows}, indent=1)

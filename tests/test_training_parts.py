@@ -222,11 +222,17 @@ def test_training_commands_register_onto_any_app_and_run_alone(tmp_path: Path, c
 
 
 def _checkpoint(path: Path, seed: int, trainable_blocks: int, **meta_changes) -> Path:
+    """A random MobileNetV2 checkpoint whose BatchNorm weights and statistics also depend on ``seed``."""
     from maskwatch.labels import LABELS
     from maskwatch.training.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     model = build_model("mobilenet_v2", 3, pretrained=False, trainable_blocks=trainable_blocks)
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            for tensor in (layer.weight, layer.bias, layer.running_mean, layer.running_var):
+                tensor.data.uniform_(0.5, 1.5)
+            layer.num_batches_tracked.fill_(seed * 10)
     meta = {
         "model": "mobilenet_v2",
         "labels": list(LABELS),
@@ -234,6 +240,8 @@ def _checkpoint(path: Path, seed: int, trainable_blocks: int, **meta_changes) ->
         "margin": 0.15,
         "whole_image": "crop",
         "trainable_blocks": trainable_blocks,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
         "temperature": 1.3,
         **meta_changes,
     }
@@ -243,22 +251,44 @@ def _checkpoint(path: Path, seed: int, trainable_blocks: int, **meta_changes) ->
 
 def test_weight_soup_is_the_mean_of_its_members_even_when_cut_at_other_blocks(tmp_path: Path):
     from maskwatch.training.checkpoint import load_checkpoint
+    from maskwatch.training.models import resplit
     from maskwatch.training.soup import average_checkpoints
 
-    # different seeds give different random weights; different trainable_blocks name the same block differently
+    # different seeds give different weights and statistics; different trainable_blocks name a block differently
     paths = [_checkpoint(tmp_path / f"{seed}.safetensors", seed, blocks) for seed, blocks in ((1, 2), (2, 4), (3, 2))]
     soup, meta = average_checkpoints(paths)
-    # state dicts list trunk, top and head in block order whatever the cut, so tensors pair up by position
-    members = [list(load_checkpoint(p)[0].state_dict().items()) for p in paths]
-    assert [k for k, _ in members[0]] != [k for k, _ in members[1]], "the cuts must differ for this test to mean anything"
-    for position, (key, value) in enumerate(soup.state_dict().items()):
+    members = [load_checkpoint(p)[0] for p in paths]
+    assert members[0].state_dict().keys() != members[1].state_dict().keys(), "the cuts must differ for this test"
+    members = [m.state_dict() for m in (resplit(m, 2) for m in members)]
+    for key, value in soup.state_dict().items():
         if value.is_floating_point():
-            mean = sum(m[position][1] for m in members) / 3
-            assert torch.allclose(value, mean, atol=1e-6), key
-    head = soup.state_dict()["head.3.weight"]
-    assert not torch.allclose(head, members[0][-2][1])
+            assert torch.allclose(value, sum(m[key] for m in members) / 3, atol=1e-6), key
+        else:
+            assert value.item() == 10, key  # BatchNorm's batch counter is the first member's, not an average
+    assert not torch.allclose(soup.state_dict()["head.3.weight"], members[0]["head.3.weight"])
     assert "temperature" not in meta and meta["soup"]["members"] == [str(p) for p in paths]
     assert meta["trainable_blocks"] == 2
+
+
+def test_soup_batchnorm_statistics_are_measured_again_in_the_trainable_blocks_only(tmp_path: Path):
+    from maskwatch.training.checkpoint import load_checkpoint
+    from maskwatch.training.soup import recompute_batchnorm
+
+    model, _ = load_checkpoint(_checkpoint(tmp_path / "a.safetensors", 1, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randn(12, 3, 32, 32)
+    first_top_norm = next(layer for layer in model.top.modules() if isinstance(layer, torch.nn.BatchNorm2d))
+    seen = []
+    handle = first_top_norm.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach()))
+    recompute_batchnorm(model, images, batch_size=4)  # three equal batches: the plain average is the mean of all
+    handle.remove()
+    activations = torch.cat(seen)
+    assert len(activations) == 12
+    assert torch.allclose(first_top_norm.running_mean, activations.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert not model.training and not first_top_norm.training
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in after if k.startswith("trunk."))
+    assert not torch.equal(after["top.0.conv.0.1.running_mean"], before["top.0.conv.0.1.running_mean"])
 
 
 def test_weight_soup_refuses_members_that_saw_other_crops(tmp_path: Path):
@@ -269,9 +299,10 @@ def test_weight_soup_refuses_members_that_saw_other_crops(tmp_path: Path):
     b = _checkpoint(tmp_path / "b.safetensors", 2, 2, input_size=64)
     with pytest.raises(CheckpointError, match=r"b\.safetensors: input_size is 64, .*a\.safetensors has 32"):
         average_checkpoints([a, b])
+    c = _checkpoint(tmp_path / "c.safetensors", 3, 2, mean=[0.5, 0.5, 0.5])
+    with pytest.raises(CheckpointError, match=r"c\.safetensors: mean is"):
+        average_checkpoints([a, c])
     with pytest.raises(CheckpointError, match="at least two"):
         average_checkpoints([a])
     with pytest.raises(ValueError, match="member 1 names other tensors"):
         weighted_state_dict([{"x": torch.ones(1)}, {"y": torch.ones(1)}], [0.5, 0.5])
-    counter = weighted_state_dict([{"n": torch.tensor(7)}, {"n": torch.tensor(1)}], [0.5, 0.5])
-    assert counter["n"].item() == 7  # an integer buffer is the first member's, not an average

@@ -5,6 +5,11 @@ best on test changes from run to run. Fine-tunes that start from the same weight
 their weights can be averaged (Wortsman et al., "Model soups", ICML 2022): the average tends to do at least as well as
 its members and to vary less. ``weighted_state_dict`` is also the two-model blend of WiSE-FT
 (benchmarks/weight_interpolation.py).
+
+BatchNorm: the members' running means and variances describe their own weights' activations, not the average's, so
+after averaging :func:`recompute_batchnorm` measures them again for the trainable blocks on the train faces, as
+stochastic weight averaging does (``torch.optim.swa_utils.update_bn``). The frozen trunk is the same in every member
+and keeps its statistics.
 """
 
 from __future__ import annotations
@@ -25,9 +30,8 @@ from maskwatch.training.checkpoint import CheckpointError, load_checkpoint
 from maskwatch.training.models import MaskClassifierNet, resplit
 from maskwatch.training.train import photo_incorrect_recall, read_exclusions, to_batch
 
-PHOTO_SOURCES = ("scenes", "scenes-ilc")
 # What a checkpoint's input looks like: members that differ here did not see the same crops and cannot be averaged.
-SAME_INPUT = ("model", "labels", "input_size", "margin", "whole_image")
+SAME_INPUT = ("model", "labels", "input_size", "margin", "whole_image", "mean", "std")
 
 
 def weighted_state_dict(state_dicts: Sequence[dict], weights: Sequence[float]) -> dict:
@@ -50,7 +54,8 @@ def average_checkpoints(paths: Sequence[Path]) -> tuple[MaskClassifierNet, dict]
     """The uniform soup of ``paths``: one model whose every float tensor is the members' mean.
 
     Members are re-cut at the first one's frozen/trainable split so that their tensors carry the same names; the
-    metadata is the first member's, with the members listed and its temperature dropped (refit it on val)."""
+    metadata is the first member's, with the members listed and its temperature dropped: the caller fits the soup's
+    own on val before saving it. Members are assumed to be fine-tunes of one start (nothing here can check that)."""
     if len(paths) < 2:
         raise CheckpointError(f"a soup needs at least two checkpoints, got {len(paths)}")
     members = [load_checkpoint(Path(p)) for p in paths]
@@ -68,13 +73,29 @@ def average_checkpoints(paths: Sequence[Path]) -> tuple[MaskClassifierNet, dict]
     return model.eval(), soup_meta
 
 
+def recompute_batchnorm(model: MaskClassifierNet, images: torch.Tensor, batch_size: int = 256) -> None:
+    """Measure the running statistics of the BatchNorm layers in ``model.top`` again, as a plain average over
+    ``images`` (torch's ``update_bn``), with the trunk frozen as in training; the model is left in eval mode."""
+    model.eval()
+
+    def trunk_features():
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                yield model.trunk(images[start : start + batch_size].float())
+
+    torch.optim.swa_utils.update_bn(trunk_features(), model.top)
+    model.eval()
+
+
 @dataclass(frozen=True)
 class SplitFaces:
-    """The faces of one split, ready for the network: inputs, true class indices and the source of each face."""
+    """The faces of one split, ready for the network: inputs, true class indices, the source of each face and whether
+    it was cut from a photo (a scene face with a box, as training's recall floor counts them)."""
 
     inputs: torch.Tensor
     truth: np.ndarray
     sources: np.ndarray
+    from_photos: np.ndarray
 
 
 def split_faces(splits: Path, exclude: str | None, meta: dict, split: str = "val") -> SplitFaces:
@@ -86,7 +107,8 @@ def split_faces(splits: Path, exclude: str | None, meta: dict, split: str = "val
     loaded = load_samples(samples, size=meta["input_size"], margin=meta["margin"], whole_image=meta["whole_image"])
     truth = np.array([LABELS.index(s.label) for s in loaded.samples])
     sources = np.array([s.source for s in loaded.samples])
-    return SplitFaces(to_batch(loaded.crops, eval_transform()), truth, sources)
+    from_photos = np.array([s.box is not None for s in loaded.samples])
+    return SplitFaces(to_batch(loaded.crops, eval_transform()), truth, sources, from_photos)
 
 
 def score_logits(logits: np.ndarray, faces: SplitFaces) -> dict:
@@ -95,7 +117,7 @@ def score_logits(logits: np.ndarray, faces: SplitFaces) -> dict:
     row = {
         "macro_f1": report["macro_f1"],
         "accuracy": report["accuracy"],
-        "photo_incorrect_recall": photo_incorrect_recall(logits, faces.truth, np.isin(faces.sources, PHOTO_SOURCES)),
+        "photo_incorrect_recall": photo_incorrect_recall(logits, faces.truth, faces.from_photos),
     }
     for source in sorted(set(faces.sources)):
         part = faces.sources == source
