@@ -43,19 +43,35 @@ for seed in 7 8; do
     [ -f "runs/box_cut_copies_seed$seed/report.json" ] ||  # written when a run has finished
         maskwatch train --config recipes/box_cut_copies.yaml --out "runs/box_cut_copies_seed$seed" --seed "$seed"
 done
-mkdir -p runs/box_cut_soup
-python recipes/weight_soup.py runs/sixth_run runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
-    --out runs/box_cut_soup | tee runs/box_cut_soup/weight_soup.log
-python recipes/ship_default.py runs/box_cut_soup --splits recipes/default_splits.csv.gz --candidate
-soup=runs/box_cut_soup/candidate_int8.onnx
-rm -rf runs/box_cut_soup/box_cut_val
-{
-    python benchmarks/box_cut_crops.py --split val --out runs/box_cut_soup/box_cut_val \
-        --model sixth=runs/sixth_run/int8.onnx --model soup="$soup"
-    for model in runs/sixth_run/int8.onnx "$soup"; do
-        echo "mirrored_classifier.py: $model"
-        python benchmarks/mirrored_classifier.py --split val --model "$model"
-    done
-    python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
-        --model runs/sixth_run/int8.onnx --other "$soup"
-} | tee runs/box_cut_soup/val_checks.log
+# candidate NAME BATCHNORM: the soup with its BatchNorm statistics measured again or averaged, and the rule's val checks
+candidate() {
+    local out=runs/$1
+    mkdir -p "$out"
+    python recipes/weight_soup.py runs/sixth_run runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
+        --out "$out" --batchnorm "$2" | tee "$out/weight_soup.log"
+    python recipes/ship_default.py "$out" --splits recipes/default_splits.csv.gz --candidate
+    rm -rf "$out/box_cut_val"
+    {
+        python benchmarks/box_cut_crops.py --split val --out "$out/box_cut_val" \
+            --model sixth=runs/sixth_run/int8.onnx --model soup="$out/candidate_int8.onnx"
+        for model in runs/sixth_run/int8.onnx "$out/candidate_int8.onnx"; do
+            echo "mirrored_classifier.py: $model"
+            python benchmarks/mirrored_classifier.py --split val --model "$model"
+        done
+        python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
+            --model runs/sixth_run/int8.onnx --other "$out/candidate_int8.onnx"
+    } | tee "$out/val_checks.log"
+}
+candidate box_cut_soup measured
+# Outcome: it met rule 1 (box-exact macro-F1 0.925, 43 of 54) and the floor (0.852), but not the rest: int8 mirrored
+# pooled macro-F1 0.9522 (< 0.9582), ahead of the sixth in 599 and 341 of 2000 draws. Not shipped. Measuring the
+# statistics again on clean crops cost it: with the members' statistics averaged, the soup scored fp32 val macro-F1
+# 0.9585 against 0.9563 (the members: sixth 0.9607, seed 7 0.9558, seed 8 0.9562), as the members' statistics came from
+# augmented views. So that soup was judged second, by the same fixed bars, chosen after those val figures were seen
+# (the test split still unread):
+candidate box_cut_soup_averaged averaged
+# Outcome: not shipped either. Box-exact macro-F1 0.922 with 43 of 54 (rule 1 met), floor met, but int8 mirrored pooled
+# macro-F1 0.9543 (< 0.9582; held-out val int8 0.9687 against fp32 0.9729) and ahead of the sixth in 966 and 573 of
+# 2000 draws (3-class mAP 0.7709 against 0.7711). The sixth run stays shipped: on val it is the best of the three seeds
+# (fp32 macro-F1 0.9607 against 0.9558 and 0.9562) and neither soup reaches it. Seed 7's own int8 file would fail the
+# 0.5-point parity gate (0.85 points lost on held-out val).

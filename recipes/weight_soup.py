@@ -6,8 +6,9 @@
 
 Each RUN gives RUN/best.safetensors (or pass the .safetensors file itself). The members must share their input (model,
 labels, size, margin, geometry, normalisation); ``maskwatch.training.soup`` says why averaging fine-tunes of one start
-is sound. The soup's BatchNorm statistics in the trainable blocks are measured again on the train faces (clean crops),
-and its temperature is refitted on the val faces, as training does for a kept epoch. Writes OUT/best.safetensors and
+is sound. The BatchNorm statistics of the soup's trainable blocks are the members' average (``--batchnorm measured``
+measures them again on clean train crops instead, which did worse on val the one time both were measured: see
+``maskwatch.training.soup``), and its temperature is refitted on the val faces, as training does for a kept epoch. Writes OUT/best.safetensors and
 OUT/soup_val.json (one pass, fp32: every member's val figures and the soup's). The test split is never read.
 """
 
@@ -41,6 +42,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--splits", type=Path, default=Path("recipes/default_splits.csv.gz"))
     parser.add_argument("--exclude", default="recipes/exclusions.txt")
+    parser.add_argument(
+        "--batchnorm",
+        choices=("measured", "averaged"),
+        default="averaged",
+        help="statistics of the trainable blocks: the members' averaged, or measured again on clean train crops",
+    )
     args = parser.parse_args()
 
     paths = [checkpoint_of(run) for run in args.runs]
@@ -55,11 +62,13 @@ def main() -> None:
 
     for path in paths:
         report(str(path), load_checkpoint(path)[0])
-    report("soup, members' BatchNorm statistics averaged (for the record)", soup)
-    train = split_faces(args.splits, args.exclude, meta, split="train")
-    recompute_batchnorm(soup, train.inputs)
-    print(f"BatchNorm statistics of the {len(soup.top)} trainable blocks measured on {len(train.truth)} train faces")
-    del train
+    if args.batchnorm == "measured":
+        report("soup, members' BatchNorm statistics averaged (for the record)", soup)
+        train = split_faces(args.splits, args.exclude, meta, split="train")
+        recompute_batchnorm(soup, train.inputs)
+        print(f"BatchNorm statistics of the {len(soup.top)} trainable blocks measured on {len(train.truth)} train faces")
+        del train
+    meta["soup"]["batchnorm"] = args.batchnorm
     report("soup", soup)
     meta["temperature"] = fit_temperature(val_logits(soup, faces.inputs), faces.truth)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,12 @@ their weights can be averaged (Wortsman et al., "Model soups", ICML 2022): the a
 its members and to vary less. ``weighted_state_dict`` is also the two-model blend of WiSE-FT
 (benchmarks/weight_interpolation.py).
 
-BatchNorm: the members' running means and variances describe their own weights' activations, not the average's, so
-after averaging :func:`recompute_batchnorm` measures them again for the trainable blocks on the train faces, as
-stochastic weight averaging does (``torch.optim.swa_utils.update_bn``). The frozen trunk is the same in every member
-and keeps its statistics.
+BatchNorm: the members' running means and variances describe their own weights' activations, not the average's.
+:func:`recompute_batchnorm` measures them again for the trainable blocks, as stochastic weight averaging does
+(``torch.optim.swa_utils.update_bn``); the frozen trunk is the same in every member and keeps its statistics. Measured
+on the soup of three seeds of recipes/box_cut_copies.yaml (val, fp32, one pass): statistics measured again on clean
+train crops gave macro-F1 0.9563, the members' averaged ones 0.9585. The members' came from augmented views, the
+distribution their weights were trained on, so measuring on clean crops moved them away from it.
 """
 
 from __future__ import annotations
