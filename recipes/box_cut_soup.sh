@@ -3,7 +3,7 @@
 # their seed (6: the shipped sixth run; 7 and 8 made here), all fine-tuned from the fifth run's model. From the second
 # run on, the issue's missed test targets came and went by one to three faces from run to run while val, which chose
 # each run, rose in small steps: the runs' spread is as large as the gaps. Averaging the weights of fine-tunes of one
-# start (maskwatch.training.soup; BatchNorm statistics of the trainable blocks measured again on the train faces) aims
+# start (maskwatch.training.soup; two candidates: BatchNorm statistics measured again, then averaged; see below) aims
 # at that spread instead of at val: one model that does about as well as its members on val and varies less on faces
 # it has not seen.
 #
