@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Issue 9, eighth candidate: the shipped sixth run's weights unchanged, with the class weighting of its training undone
+# at inference. Every issue-9 run trained with inverse-frequency class weights (train faces 5507 / 3400 / 1129 with the
+# box-exact copies), so its softmax estimates the posterior of a world where the three classes are equally common: it
+# calls a face `mask_incorrect` about three times as readily as that class's real share warrants. Most of the test
+# targets still missed are missed by faces wrongly called `mask_incorrect` (3 of chandrika's 5 errors, both of
+# MaskedFace-Net's 2). The correction is the standard one for a weighted loss (logit adjustment): add -log(class weight)
+# to each class's calibrated logit, p = softmax(logits / T + offsets), with T fitted again on val with the offsets in
+# place. No value is tuned on val; the offsets follow from the weights the run trained with. New runs record them in
+# their metadata themselves (maskwatch.training.train, run_meta and finish).
+#
+# What was seen before this rule was written (val only, shipped int8, mirrored, the sixth's T; a scratch sweep): pooled
+# val macro-F1 0.9582 -> 0.9629, real `mask_incorrect` 46 of 54 both, val NLL 0.1335 -> 0.1133 (one pass); with T
+# fitted again (0.83 on int8 logits) 0.9634, 45 of 54, NLL 0.1076. A sweep of an offset on `mask_incorrect` alone from
+# -1.5 to +1.5 was seen too; it is not used to choose anything. Box-exact files and photos end to end were not scored.
+#
+# Rule, committed before those are scored. The corrected model replaces the sixth run's only if all of 1-3 hold on the
+# val split, with the sixth as the bar (fixed figures, from the README):
+#   1. benchmarks/box_cut_crops.py (int8, mirrored), row "both", box-exact column: macro-F1 >= 0.911 and
+#      `mask_incorrect` recall >= 0.7778 (42 of 54), as for the soups;
+#   2. benchmarks/mirrored_classifier.py, row "all", mirrored macro-F1 >= 0.9582, and the recall floor (faces from
+#      scene photos, fp32 one pass, >= 0.80) met;
+#   3. benchmarks/compare_classifiers.py against the sixth: ahead in at least half of the draws that have an AP, on
+#      3-class mAP and on `mask_incorrect` AP.
+# and the int8 file passes ship_default.py's parity gate (offsets apply to fp32 and int8 alike). Only then does
+# ship_default.py read the test split.
+#
+#   bash recipes/prior_correction.sh   # writes runs/prior_correction/{best.safetensors,candidate_int8.onnx,val_checks.log}
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+from_git() {  # COMMIT:PATH DESTINATION, written whole or not at all
+    [ -s "$2" ] && return
+    mkdir -p "$(dirname "$2")"
+    git show "$1" > "$2.partial" && mv "$2.partial" "$2"
+}
+from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors runs/sixth_run/best.safetensors
+from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx runs/sixth_run/int8.onnx
+
+out=runs/prior_correction
+mkdir -p "$out"
+python recipes/prior_correction.py runs/sixth_run/best.safetensors --config recipes/box_cut_copies.yaml --out "$out" \
+    | tee "$out/prior_correction.log"
+python recipes/ship_default.py "$out" --splits recipes/default_splits.csv.gz --candidate
+rm -rf "$out/box_cut_val"
+{
+    python benchmarks/box_cut_crops.py --split val --out "$out/box_cut_val" \
+        --model sixth=runs/sixth_run/int8.onnx --model corrected="$out/candidate_int8.onnx"
+    for model in runs/sixth_run/int8.onnx "$out/candidate_int8.onnx"; do
+        echo "mirrored_classifier.py: $model"
+        python benchmarks/mirrored_classifier.py --split val --model "$model"
+    done
+    python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
+        --model runs/sixth_run/int8.onnx --other "$out/candidate_int8.onnx"
+} | tee "$out/val_checks.log"
