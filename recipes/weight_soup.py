@@ -70,7 +70,7 @@ def main() -> None:
         del train
     meta["soup"]["batchnorm"] = args.batchnorm
     report("soup", soup)
-    meta["temperature"] = fit_temperature(val_logits(soup, faces.inputs), faces.truth)
+    meta["temperature"] = fit_temperature(val_logits(soup, faces.inputs), faces.truth, meta.get("logit_offsets"))
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(soup, meta, args.out / "best.safetensors")
     write_json(args.out / "soup_val.json", {"members": [str(p) for p in paths], "rows": rows}, indent=1)

@@ -46,7 +46,7 @@ def test_training_writes_every_artifact(trained_run: Path):
     ):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "report.json").read_text())
-    assert {"temperature", "val_ece_before", "val_ece_after", "test", "test_focus"} <= set(report)
+    assert {"temperature", "logit_offsets", "val_ece_before", "val_ece_after", "test", "test_focus"} <= set(report)
     for row in report["test_focus"]["all"].values():  # the explain --report layout, per true class
         assert row["n"] > 0 and 0 <= row["median_focus"] <= 1
     header = (trained_run / "metrics.csv").read_text().splitlines()[0]

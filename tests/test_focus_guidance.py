@@ -24,6 +24,17 @@ from maskwatch.training.train import augment_batch  # noqa: E402
 LABELS = ["with_mask", "without_mask", "mask_incorrect"]
 
 
+def test_explainer_probabilities_carry_the_models_prior_correction():
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2", 3, pretrained=False, trainable_blocks=2).eval()
+    crops = [synthetic_face(label, 64, seed=i) for i, label in enumerate(LABELS)]
+    plain = Explainer(model, LABELS, 2.0).predict(crops)
+    corrected = Explainer(model, LABELS, 2.0, [0.0, 0.0, -30.0]).predict(crops)
+    assert corrected[:, 2].max() < 1e-9 and plain[:, 2].min() > 1e-6
+    ratio = plain[:, 0] / plain[:, 1]
+    assert np.allclose(corrected[:, 0] / corrected[:, 1], ratio, rtol=1e-4)  # the other classes keep their odds
+
+
 def test_region_mask_counts_pixels_as_the_focus_score_does():
     region = np.array([10.2, 30.0, 50.7, 64.0])
     cam = np.random.default_rng(0).random((64, 64))

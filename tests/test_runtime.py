@@ -63,6 +63,43 @@ def test_classifier_reads_preprocessing_from_metadata(tiny_model):
     assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
+def test_prior_offsets_turn_a_class_weighted_posterior_back_into_the_plain_one():
+    from maskwatch.metrics import prior_offsets, softmax
+
+    rng = np.random.default_rng(0)
+    posterior = rng.dirichlet(np.ones(3), size=20)
+    weights = np.array([0.4, 0.65, 1.95])  # inverse frequency: the rare class weighs most
+    weighted_logits = np.log(posterior * weights) + rng.normal(size=(20, 1))  # any per-row constant: softmax ignores it
+    assert np.allclose(softmax(weighted_logits, 1.0, prior_offsets(weights)), posterior)
+    assert not np.allclose(softmax(weighted_logits), posterior)
+    assert prior_offsets([2.0, 2.0, 2.0]) == [0.0, 0.0, 0.0]  # unweighted training: nothing to undo
+    with pytest.raises(ValueError, match="positive"):
+        prior_offsets([1.0, 0.0, 1.0])
+
+
+def test_classifier_applies_the_files_logit_offsets(tiny_model, tmp_path: Path):
+    import shutil
+
+    from maskwatch.export.onnx_export import set_metadata
+    from maskwatch.metrics import softmax
+    from maskwatch.runtime.classifier import read_meta
+
+    crops = [synthetic_face("with_mask", 50), synthetic_face("mask_incorrect", 70)]
+    plain = OnnxMaskClassifier(tiny_model[1])
+    assert plain.info.logit_offsets == (0.0, 0.0, 0.0)  # files made before the correction existed
+    corrected_path = shutil.copy(tiny_model[1], tmp_path / "corrected.onnx")
+    set_metadata(corrected_path, {**read_meta(tiny_model[1]), "temperature": 2.0, "logit_offsets": [0.5, 0.0, -30.0]})
+    corrected = OnnxMaskClassifier(corrected_path)
+    logits = corrected.logits(crops)
+    expected = softmax(logits / 2.0 + np.array([0.5, 0.0, -30.0]))
+    assert np.allclose(corrected.predict_proba(crops), expected, atol=1e-6)
+    assert corrected.predict_proba(crops, mirrored=True)[:, 2].max() < 1e-9
+    assert not np.allclose(plain.predict_proba(crops), expected, atol=1e-3)
+    set_metadata(corrected_path, {**read_meta(tiny_model[1]), "logit_offsets": [0.5, 0.0]})
+    with pytest.raises(ModelFileError, match=r"corrected.onnx: logit_offsets must list one number per label \(3\)"):
+        OnnxMaskClassifier(corrected_path)
+
+
 def test_non_maskwatch_onnx_is_refused(tmp_path: Path):
     import onnx
     from onnx import TensorProto, helper

@@ -81,7 +81,9 @@ def test_shipped_model_looks_at_the_lower_face():
     net, meta = load_checkpoint(resolve_checkpoint("default"))
     samples = [r.sample for r in read_manifest(SPLITS) if r.split == "test"][::4]
     detector = make_detector("centerface", input_size=0, threshold=0.3)
-    records, _ = focus_report(samples, Explainer(net, meta["labels"], meta["temperature"]), meta, detector=detector)
+    records, _ = focus_report(
+        samples, Explainer(net, meta["labels"], meta["temperature"], meta.get("logit_offsets")), meta, detector=detector
+    )
     per_source = summarise(records)["per_source"]
     for source, per_class in per_source.items():
         for label in ("with_mask", "mask_incorrect"):

@@ -137,7 +137,26 @@ def test_prepare_steps_one_by_one(tmp_path: Path):
     inputs = steps.prepare_inputs(model, data, config, World(), focus=None)
     assert not inputs.on_features and inputs.inputs.shape == (len(data.y), 3, 32, 32)  # images: no cached views
     assert inputs.train_views is None
-    assert steps.run_meta(config, len(model.top))["trainable_blocks"] == len(model.top) == 2
+    meta = steps.run_meta(config, len(model.top), data.y[data.idx["train"]])
+    assert meta["trainable_blocks"] == len(model.top) == 2
+
+
+def test_run_meta_records_the_prior_correction_of_the_class_weights_it_trains_with():
+    import numpy as np
+
+    from maskwatch.metrics import prior_offsets
+    from maskwatch.training import train as steps
+    from maskwatch.training.config import TrainConfig
+
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    for scheme in ("inverse", "sqrt_inverse"):
+        config = TrainConfig(class_weighting=scheme, prior_correction=True)
+        offsets = steps.run_meta(config, 2, labels)["logit_offsets"]
+        assert offsets == prior_offsets(steps.class_weights(labels, 3, scheme).numpy())
+        assert offsets[0] > offsets[1] > offsets[2]  # the rarest class, weighted most, is pulled down most
+    assert steps.run_meta(TrainConfig(class_weighting="inverse"), 2, labels)["logit_offsets"] == [0.0] * 3  # off: default
+    unweighted = TrainConfig(class_weighting="none", prior_correction=True)
+    assert steps.run_meta(unweighted, 2, labels)["logit_offsets"] == [0.0] * 3
 
 
 def test_prepare_inputs_caches_a_clean_and_an_augmented_view_of_each_train_face(tmp_path: Path):

@@ -88,7 +88,7 @@ def _load_explainer(model: str | None) -> tuple[Any, dict]:
         net, meta = load_checkpoint(resolve_checkpoint(model))
     except CheckpointError as error:
         fail(str(error))
-    return Explainer(net, meta["labels"], meta.get("temperature", 1.0)), meta
+    return Explainer(net, meta["labels"], meta.get("temperature", 1.0), meta.get("logit_offsets")), meta
 
 
 def _report_samples(report: Path, split: str) -> list:

@@ -64,8 +64,12 @@ def reports_by_source(
     return reports
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+def softmax(logits: np.ndarray, temperature: float = 1.0, offsets: Sequence[float] | None = None) -> np.ndarray:
+    """``softmax(logits / temperature + offsets)``: the model's calibrated probabilities, ``offsets`` being the
+    per-class prior correction of :func:`prior_offsets` (none for models trained without class weights)."""
     z = np.asarray(logits, dtype=np.float64) / temperature
+    if offsets is not None:
+        z = z + np.asarray(offsets, dtype=np.float64)
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -87,14 +91,29 @@ def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], bins: i
     return float(ece)
 
 
-def fit_temperature(logits: np.ndarray, y_true: Sequence[int]) -> float:
-    """The temperature minimising validation negative log-likelihood (1-D search on log T)."""
+def prior_offsets(class_weights: Sequence[float]) -> list[float]:
+    """Per-class logit offsets that undo a class-weighted loss at inference (logit adjustment).
+
+    A model trained with loss weight ``w_k`` on class ``k`` estimates probabilities proportional to ``w_k p(k | x)``:
+    inverse-frequency weights make it call a rare class as if every class were equally common. Adding ``-log w_k`` to
+    the calibrated logits turns that back into ``p(k | x)`` for the class mix training saw. Centred, so that a model
+    trained without weights gets zeros."""
+    weights = np.asarray(class_weights, dtype=np.float64)
+    if not np.all(weights > 0) or not np.all(np.isfinite(weights)):
+        raise ValueError(f"class weights must be positive, got {list(class_weights)}")
+    log_w = np.log(weights)
+    return [round(float(v), 6) for v in log_w.mean() - log_w]
+
+
+def fit_temperature(logits: np.ndarray, y_true: Sequence[int], offsets: Sequence[float] | None = None) -> float:
+    """The temperature minimising validation negative log-likelihood (1-D search on log T), with ``offsets`` (the
+    prior correction, see :func:`softmax`) in place as they will be at inference."""
     y_true = np.asarray(y_true, dtype=int)
     if len(y_true) == 0:
         return 1.0
 
     def nll(log_t: float) -> float:
-        p = softmax(logits, float(np.exp(log_t)))
+        p = softmax(logits, float(np.exp(log_t)), offsets)
         return float(-np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-12, None))))
 
     grid = np.linspace(np.log(0.05), np.log(20.0), 121)

@@ -32,16 +32,23 @@ class CamClassifier(Protocol):
 class Explainer:
     """Grad-CAM maps for batches of square RGB crops at the model's input size."""
 
-    def __init__(self, model: CamClassifier, labels: Sequence[str], temperature: float = 1.0):
+    def __init__(
+        self,
+        model: CamClassifier,
+        labels: Sequence[str],
+        temperature: float = 1.0,
+        logit_offsets: Sequence[float] | None = None,
+    ):
         self.model, self.labels, self.temperature = model.eval(), list(labels), temperature
+        self.logit_offsets = torch.tensor(list(logit_offsets or [0.0] * len(self.labels)), dtype=torch.float32)
         self.cam = GradCAM(model=self.model, target_layers=[self.model.cam_layer])
         self.transform = eval_transform()
 
     def predict(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Calibrated probabilities (N, K), without the cost of a CAM."""
+        """Calibrated probabilities (N, K), prior correction included, without the cost of a CAM."""
         with torch.no_grad():
             logits = self.model(torch.stack([self.transform(c) for c in crops]))
-        return torch.softmax(logits / self.temperature, dim=1).numpy()
+        return torch.softmax(logits / self.temperature + self.logit_offsets, dim=1).numpy()
 
     def __call__(self, crops: Sequence[np.ndarray], target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(cams (N, S, S) in [0, 1], calibrated probabilities (N, K)); CAM of ``target`` or of the prediction."""

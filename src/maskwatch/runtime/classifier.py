@@ -1,6 +1,6 @@
 """The mask classifier on ONNX Runtime: face crops in, calibrated class probabilities out.
 
-Everything the preprocessing needs (input size, mean/std, label order, temperature, crop margin)
+Everything the preprocessing needs (input size, mean/std, label order, temperature, prior correction, crop margin)
 is read from the ONNX file's metadata, so a retrained or re-exported model needs no code change.
 """
 
@@ -34,6 +34,8 @@ class ClassifierInfo:
     temperature: float
     margin: float
     extra: dict
+    #: Added to the calibrated logits to undo training's class weights (``maskwatch.metrics.prior_offsets``).
+    logit_offsets: tuple[float, ...] = ()
 
     @classmethod
     def from_meta(cls, meta: dict, path: str) -> ClassifierInfo:
@@ -46,7 +48,10 @@ class ClassifierInfo:
                 float(meta.get("temperature", 1.0)),
                 float(meta["margin"]),
                 meta,
+                _logit_offsets(meta, path),
             )
+        except ModelFileError:
+            raise
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: maskwatch metadata is incomplete ({error})") from None
 
@@ -54,6 +59,19 @@ class ClassifierInfo:
     def whole_image(self) -> str:
         """How the model was trained to see a file that is one whole face; models before issue 9 saw it stretched."""
         return str(self.extra.get("whole_image", "stretch"))
+
+
+def _logit_offsets(meta: dict, path: str) -> tuple[float, ...]:
+    """The file's prior correction, one offset per label; zeros for files made before it existed."""
+    offsets = meta.get("logit_offsets")
+    if offsets is None:
+        return (0.0,) * len(meta["labels"])
+    if not isinstance(offsets, list) or len(offsets) != len(meta["labels"]):
+        raise ModelFileError(f"{path}: logit_offsets must list one number per label ({len(meta['labels'])})")
+    values = tuple(float(v) for v in offsets)
+    if not all(np.isfinite(values)):
+        raise ModelFileError(f"{path}: logit_offsets must be finite numbers")
+    return values
 
 
 def read_meta(path: str | Path) -> dict:
@@ -122,12 +140,16 @@ class OnnxMaskClassifier:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.session.run(None, {self.input_name: self.preprocess(crops)})[0]
 
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from raw logits: the file's temperature and prior correction applied."""
+        return softmax(logits, self.info.temperature, self.info.logit_offsets)
+
     def predict_proba(self, crops: Sequence[np.ndarray], *, mirrored: bool = False) -> np.ndarray:
         """Calibrated probabilities (temperature from the model's validation split). ``mirrored`` also classifies
         each crop's mirror image, in the same batch, and averages the two: a face and its mirror are the same face,
         and the average errs less (held-out val faces, shipped int8 model: MaskedFace-Net 0.967 -> 0.984, scene faces
         0.954 -> 0.973, scenes-ilc 0.952 -> 0.957, chandrika unchanged; ``benchmarks/mirrored_classifier.py``)."""
         if not mirrored or len(crops) == 0:
-            return softmax(self.logits(crops), self.info.temperature)
-        both = softmax(self.logits([*crops, *(np.ascontiguousarray(c[:, ::-1]) for c in crops)]), self.info.temperature)
+            return self.calibrated(self.logits(crops))
+        both = self.calibrated(self.logits([*crops, *(np.ascontiguousarray(c[:, ::-1]) for c in crops)]))
         return (both[: len(crops)] + both[len(crops) :]) / 2

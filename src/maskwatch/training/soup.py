@@ -100,9 +100,11 @@ class SplitFaces:
     from_photos: np.ndarray
 
 
-def split_faces(splits: Path, exclude: str | None, meta: dict, split: str = "val") -> SplitFaces:
-    """The manifest's ``split`` rows minus the excluded files, cut and normalised the way ``meta``'s model was trained."""
-    excluded = set().union(*read_exclusions((exclude,)).values()) if exclude else set()
+def split_faces(splits: Path, exclude: str | Sequence[str] | None, meta: dict, split: str = "val") -> SplitFaces:
+    """The manifest's ``split`` rows minus the files ``exclude`` lists (one list file or several), cut and normalised the
+    way ``meta``'s model was trained."""
+    files = (exclude,) if isinstance(exclude, str) else tuple(exclude or ())
+    excluded = set().union(*read_exclusions(files).values()) if files else set()
     samples = [
         row.sample for row in read_manifest(splits) if row.split == split and Path(row.sample.path).resolve() not in excluded
     ]

@@ -32,6 +32,7 @@ from maskwatch.metrics import (
     classification_report,
     expected_calibration_error,
     fit_temperature,
+    prior_offsets,
     reports_by_source,
     softmax,
 )
@@ -327,7 +328,7 @@ def prepare_run(config: TrainConfig, world: ddp.World, device: torch.device) -> 
         inputs=prepare_inputs(model, data, config, world, focus),
         focus=focus,
         optimisation=make_optimisation(model, config, data.y[data.idx["train"]], world, device),
-        meta=run_meta(config, len(model.top)),
+        meta=run_meta(config, len(model.top), data.y[data.idx["train"]]),
         amp=amp,
     )
 
@@ -504,8 +505,10 @@ def make_optimisation(
     return Optimisation(criterion, step, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs))
 
 
-def run_meta(config: TrainConfig, trainable_blocks: int) -> dict:
-    """The checkpoint's metadata: what export writes into the ONNX file for the runtime to read."""
+def run_meta(config: TrainConfig, trainable_blocks: int, train_labels: np.ndarray) -> dict:
+    """The checkpoint's metadata: what export writes into the ONNX file for the runtime to read. The prior correction
+    (``logit_offsets``) comes from the class weights the loss uses on ``train_labels``."""
+    weights = class_weights(train_labels, len(LABELS), config.class_weighting).numpy()
     return {
         "model": config.model,
         "labels": list(LABELS),
@@ -516,6 +519,7 @@ def run_meta(config: TrainConfig, trainable_blocks: int) -> dict:
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "temperature": 1.0,
+        "logit_offsets": prior_offsets(weights) if config.prior_correction else [0.0] * len(LABELS),
     }
 
 
@@ -839,20 +843,28 @@ def finish(model, meta, inputs, y, idx, loaded, on_features, out: Path, focus_ma
     from maskwatch.metrics import plot_confusion_matrix, plot_history
 
     val_logits = predict_logits(model, inputs[idx["val"]], on_features=on_features)
-    temperature = fit_temperature(val_logits, y[idx["val"]])
+    offsets = meta.get("logit_offsets")  # checkpoints from before the prior correction have none
+    temperature = fit_temperature(val_logits, y[idx["val"]], offsets)
     ece_before = expected_calibration_error(softmax(val_logits), y[idx["val"]])
-    ece_after = expected_calibration_error(softmax(val_logits, temperature), y[idx["val"]])
+    ece_after = expected_calibration_error(softmax(val_logits, temperature, offsets), y[idx["val"]])
     meta = {**meta, "temperature": temperature}
     save_checkpoint(model, meta, out / "best.safetensors")
-    log.info("temperature %.3f: val ECE %.4f -> %.4f", temperature, ece_before, ece_after)
+    log.info("temperature %.3f, logit offsets %s: val ECE %.4f -> %.4f", temperature, offsets, ece_before, ece_after)
+    val_plain = classification_report(y[idx["val"]], val_logits.argmax(1), LABELS)["macro_f1"]
+    val_corrected = classification_report(y[idx["val"]], softmax(val_logits, temperature, offsets).argmax(1), LABELS)
+    log.info("val macro-F1 %.4f on the plain logits, %.4f calibrated as deployed", val_plain, val_corrected["macro_f1"])
 
     test_logits = predict_logits(model, inputs[idx["test"]], on_features=on_features)
     sources = np.array([loaded.samples[i].source for i in idx["test"]])
+    test_predicted = softmax(test_logits, temperature, offsets).argmax(1)
     report = {
         "temperature": temperature,
+        "logit_offsets": offsets,
         "val_ece_before": ece_before,
         "val_ece_after": ece_after,
-        "test": reports_by_source(y[idx["test"]], test_logits.argmax(1), sources, meta["labels"]),
+        "val_macro_f1_plain": val_plain,
+        "val_macro_f1_deployed": val_corrected["macro_f1"],
+        "test": reports_by_source(y[idx["test"]], test_predicted, sources, meta["labels"]),
     }
     for source, result in report["test"].items():
         plot_confusion_matrix(result["confusion_matrix"], meta["labels"], str(out / f"confusion_{source}.png"), f"test: {source}")
@@ -880,7 +892,8 @@ def save_gradcam_grid(model, meta: dict, crops: np.ndarray, truth: np.ndarray, p
         log.warning("no Grad-CAM grid in the report (%s); pip install 'maskwatch[train]'", error)
         return
     model.cpu()
-    training_gradcam_grid(Explainer(model, meta["labels"], meta["temperature"]), crops, truth, path)
+    explainer = Explainer(model, meta["labels"], meta["temperature"], meta.get("logit_offsets"))
+    training_gradcam_grid(explainer, crops, truth, path)
 
 
 def load_last_state(path: Path, device: torch.device) -> dict | None:
