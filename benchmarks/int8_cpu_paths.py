@@ -100,13 +100,16 @@ def main() -> None:
     data = np.load(crops_file)
     truth, sources = data["labels"], data["sources"]
     results: dict = {}
+    from maskwatch.runtime.classifier import OnnxMaskClassifier
+
+    deciders = {name: OnnxMaskClassifier(path) for name, path in (m.split("=", 1) for m in args.model)}
     for cpu in args.cpu or ["native"]:
         out, seconds = run_path(cpu, crops_file, args.model)
         # qemu-user shows the host's /proc/cpuinfo; the emulated CPUID (what ONNX Runtime dispatches on) is the model's
         flags = out["flags"] if cpu == "native" else f"CPUID of qemu's {cpu} model (no AVX-512, no VNNI)"
         results[cpu] = {"flags_seen": flags, "seconds": round(seconds, 1), "models": {}}
         for name, logits in out["logits"].items():
-            predicted = np.asarray(logits).argmax(1)
+            predicted = deciders[name].calibrated(np.asarray(logits)).argmax(1)  # classes as the runtime decides
             row = {"all": float((predicted == truth).mean())}
             row.update({s: float((predicted[sources == s] == truth[sources == s]).mean()) for s in sorted(set(sources))})
             row["logits"] = logits

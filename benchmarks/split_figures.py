@@ -20,7 +20,7 @@ from maskwatch.data.loading import load_samples
 from maskwatch.data.splits import read_manifest
 from maskwatch.labels import LABELS
 from maskwatch.metrics import classification_report
-from maskwatch.runtime.classifier import OnnxMaskClassifier
+from maskwatch.runtime.classifier import ModelFileError, OnnxMaskClassifier
 from maskwatch.runtime.pipeline import MaskPipeline
 from maskwatch.runtime.scene_eval import score_scenes
 from maskwatch.runtime.scenes import pooled_ground_truth
@@ -50,7 +50,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.model:
         parser.error("name each classifier: --classifier NAME=FILE (repeat it)")
-    models = {name: OnnxMaskClassifier(path) for name, path in (m.split("=", 1) for m in args.classifier)}
+    models = {}
+    for spec in args.classifier:
+        name, _, path = spec.partition("=")
+        if not name or not path or name in models:
+            parser.error(f"--classifier {spec}: give NAME=FILE, each NAME once")
+        try:
+            models[name] = OnnxMaskClassifier(path)
+        except ModelFileError as error:
+            parser.error(str(error))
     samples = [row.sample for row in read_manifest(args.splits) if row.split == args.split]
     rows = {name: crop_cells(classifier, samples) for name, classifier in models.items()}
     print(f"{args.split} crops: {len(samples)}", flush=True)
@@ -68,10 +76,10 @@ def main() -> None:
             rows[name][f"{root.name} photos ({len(truth)})"] = f"{report['map_3class']:.4f}, {ap:.3f}"
         print(f"{root.name}: {len(truth)} photos scored", flush=True)
 
-    columns = list(next(iter(rows.values())))
+    columns = sorted({column for cells in rows.values() for column in cells}, key=lambda c: ("photos" in c, c))
     print("\n| model | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name, cells in rows.items():
-        print(f"| {name} | " + " | ".join(cells[c] for c in columns) + " |")
+        print(f"| {name} | " + " | ".join(cells.get(c, "-") for c in columns) + " |")
     print("\ncrops: accuracy / macro-F1 (mask_incorrect recall), mirrored; photos: 3-class mAP, mask_incorrect AP")
 
 

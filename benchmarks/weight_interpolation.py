@@ -72,7 +72,7 @@ def main() -> None:
             best = (key, amount, logits)
     _, amount, logits = best
     model.load_state_dict(blend(start_weights, tuned_weights, amount))
-    temperature = fit_temperature(logits, faces.truth)
+    temperature = fit_temperature(logits, faces.truth, meta.get("logit_offsets"))
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, {**meta, "temperature": temperature, "blend": {"amount": amount}}, args.out / "best.safetensors")
     write_json(args.out / "blend_val.json", {"kept": amount, "floor": args.floor, "rows": rows}, indent=1)

@@ -42,6 +42,14 @@ def incorrect_note(config: dict) -> str:
     )
 
 
+def offsets_note(report: dict) -> str:
+    """The prior correction, for a model that carries one (``prior_correction: true``); nothing otherwise."""
+    offsets = report.get("logit_offsets") or []
+    if not any(offsets):
+        return ""
+    return f", with per-class logit offsets {offsets} that undo the training's class weights"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
@@ -110,7 +118,7 @@ def main() -> None:
 **Labels**: {", ".join(report["test"]["all"]["labels"])}. **Input**: {config["input_size"]}x{config["input_size"]} RGB face crop,
 square around the face box with a {config["margin"]} margin (see `maskwatch.crop`), ImageNet mean/std.
 Probabilities are calibrated by a temperature fitted on the validation split
-(T = {report["temperature"]:.3f}; validation ECE {report["val_ece_before"]:.4f} before, {report["val_ece_after"]:.4f} after).
+(T = {report["temperature"]:.3f}; validation ECE {report["val_ece_before"]:.4f} before, {report["val_ece_after"]:.4f} after){offsets_note(report)}.
 
 ## How it was made
 {how}

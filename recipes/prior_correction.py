@@ -4,7 +4,7 @@
         --out runs/prior_correction
     python recipes/ship_default.py runs/prior_correction --splits recipes/default_splits.csv.gz --candidate
 
-Training now records ``logit_offsets`` itself (``prior_correction`` in the config, on by default; see
+Training records ``logit_offsets`` itself when asked (``prior_correction: true`` in the config, off by default; see
 ``maskwatch.metrics.prior_offsets``). This script does the same for an older run: it recomputes the class weights that
 ``--config`` trained with from its split manifest (exclusions left out, box-exact copies of train scene faces counted as
 training adds them), writes the checkpoint with those offsets and a temperature fitted with them on the val faces to

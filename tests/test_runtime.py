@@ -95,9 +95,21 @@ def test_classifier_applies_the_files_logit_offsets(tiny_model, tmp_path: Path):
     assert np.allclose(corrected.predict_proba(crops), expected, atol=1e-6)
     assert corrected.predict_proba(crops, mirrored=True)[:, 2].max() < 1e-9
     assert not np.allclose(plain.predict_proba(crops), expected, atol=1e-3)
-    set_metadata(corrected_path, {**read_meta(tiny_model[1]), "logit_offsets": [0.5, 0.0]})
-    with pytest.raises(ModelFileError, match=r"corrected.onnx: logit_offsets must list one number per label \(3\)"):
-        OnnxMaskClassifier(corrected_path)
+
+
+@pytest.mark.parametrize(
+    "offsets", [[0.5, 0.0], ["0.5", "0", "-1"], [True, False, True], [[1], [2], [3]], [float("nan"), 0, 0], "0.5"]
+)
+def test_malformed_logit_offsets_are_refused_naming_the_file_and_key(tiny_model, tmp_path: Path, offsets):
+    import shutil
+
+    from maskwatch.export.onnx_export import set_metadata
+    from maskwatch.runtime.classifier import read_meta
+
+    path = shutil.copy(tiny_model[1], tmp_path / "bad.onnx")
+    set_metadata(path, {**read_meta(tiny_model[1]), "logit_offsets": offsets})
+    with pytest.raises(ModelFileError, match=r"bad.onnx: logit_offsets must list one finite number per label \(3\)"):
+        OnnxMaskClassifier(path)
 
 
 def test_non_maskwatch_onnx_is_refused(tmp_path: Path):

@@ -159,6 +159,60 @@ def test_run_meta_records_the_prior_correction_of_the_class_weights_it_trains_wi
     assert steps.run_meta(unweighted, 2, labels)["logit_offsets"] == [0.0] * 3
 
 
+def test_checkpoint_with_malformed_logit_offsets_is_refused_naming_the_file(tmp_path: Path):
+    from maskwatch.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    model = build_model("mobilenet_v2", 3, pretrained=False, trainable_blocks=2)
+    meta = {"model": "mobilenet_v2", "labels": ["with_mask", "without_mask", "mask_incorrect"], "trainable_blocks": 2}
+    save_checkpoint(model, {**meta, "logit_offsets": ["a", 0, 0]}, tmp_path / "bad.safetensors")
+    with pytest.raises(CheckpointError, match=r"bad.safetensors: logit_offsets must list one finite number per label"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+    save_checkpoint(model, {**meta, "logit_offsets": [0.5, 0.0, -1.0]}, tmp_path / "good.safetensors")
+    assert load_checkpoint(tmp_path / "good.safetensors")[1]["logit_offsets"] == [0.5, 0.0, -1.0]
+
+
+def test_temperature_is_fitted_with_the_offsets_in_place():
+    import numpy as np
+
+    from maskwatch.metrics import fit_temperature, prior_offsets, softmax
+
+    rng = np.random.default_rng(1)
+    weights = np.array([0.4, 0.65, 1.95])
+    posterior = rng.dirichlet(np.ones(3) * 0.3, size=4000)
+    truth = np.array([rng.choice(3, p=row) for row in posterior])
+    logits = 1.5 * (np.log(posterior * weights))  # a weighted model, too confident by a factor 1.5
+    offsets = prior_offsets(weights)
+    fitted = fit_temperature(logits, truth, offsets)
+    assert fitted == pytest.approx(1.5, rel=0.1)  # with the offsets the right temperature is found back
+    nll = lambda t, o: -np.mean(np.log(softmax(logits, t, o)[np.arange(len(truth)), truth]))  # noqa: E731
+    assert nll(fitted, offsets) < nll(fit_temperature(logits, truth), None)
+
+
+def test_validation_decides_classes_with_the_offsets_as_deployed(monkeypatch):
+    import numpy as np
+
+    from maskwatch.training import train as steps
+    from maskwatch.training.distributed import World
+
+    class Fixed(torch.nn.Module):
+        """Logits that call every face mask_incorrect, by a small margin over with_mask."""
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.tensor([[1.0, -5.0, 1.2]]).repeat(len(x), 1)
+
+    monkeypatch.setattr(steps, "predict_logits", lambda model, inputs, on_features: model(inputs).detach().numpy())
+    y = np.array([0, 0, 2, 2])
+    args = (Fixed(), torch.nn.CrossEntropyLoss(), torch.zeros(4, 1), y, np.arange(4), np.ones(4, bool), True, World())
+    plain, corrected = steps.validate(*args), steps.validate(*args, [0.0, 0.0, -0.5])
+    assert plain["val_recall_mask_incorrect_photos"] == 1.0 and corrected["val_recall_mask_incorrect_photos"] == 0.0
+    assert plain["val_accuracy"] == 0.5 and corrected["val_accuracy"] == 0.5  # the with_mask faces are right instead
+    assert plain["val_loss"] == corrected["val_loss"]  # the loss stays the training loss
+
+
 def test_prepare_inputs_caches_a_clean_and_an_augmented_view_of_each_train_face(tmp_path: Path):
     steps, run = _tiny_run(tmp_path)
     data, inputs = run.data, run.inputs
@@ -321,6 +375,11 @@ def test_weight_soup_refuses_members_that_saw_other_crops(tmp_path: Path):
     c = _checkpoint(tmp_path / "c.safetensors", 3, 2, mean=[0.5, 0.5, 0.5])
     with pytest.raises(CheckpointError, match=r"c\.safetensors: mean is"):
         average_checkpoints([a, c])
+    d = _checkpoint(tmp_path / "d.safetensors", 4, 2, logit_offsets=[0.5, 0.2, -0.7])
+    with pytest.raises(CheckpointError, match=r"d\.safetensors: logit_offsets differ"):
+        average_checkpoints([a, d])
+    e = _checkpoint(tmp_path / "e.safetensors", 5, 2, logit_offsets=[0.0, 0.0, 0.0])
+    average_checkpoints([a, e])  # no offsets and zero offsets are the same correction: none
     with pytest.raises(CheckpointError, match="at least two"):
         average_checkpoints([a])
     with pytest.raises(ValueError, match="member 1 names other tensors"):

@@ -8,6 +8,7 @@ must not pay for (or need) either.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -96,13 +97,31 @@ def prior_offsets(class_weights: Sequence[float]) -> list[float]:
 
     A model trained with loss weight ``w_k`` on class ``k`` estimates probabilities proportional to ``w_k p(k | x)``:
     inverse-frequency weights make it call a rare class as if every class were equally common. Adding ``-log w_k`` to
-    the calibrated logits turns that back into ``p(k | x)`` for the class mix training saw. Centred, so that a model
-    trained without weights gets zeros."""
+    the calibrated logits undoes the weighting (approximately: label smoothing and oversampled sources shift the class
+    mix a model saw a little). Centred, so that a model trained without weights gets zeros."""
     weights = np.asarray(class_weights, dtype=np.float64)
     if not np.all(weights > 0) or not np.all(np.isfinite(weights)):
         raise ValueError(f"class weights must be positive, got {list(class_weights)}")
     log_w = np.log(weights)
     return [round(float(v), 6) for v in log_w.mean() - log_w]
+
+
+def read_logit_offsets(meta: dict) -> tuple[float, ...]:
+    """A model's ``logit_offsets`` metadata, checked: one finite number per label; zeros when the key is absent (models
+    made before the prior correction). Raises ValueError naming the key, for the loader to prefix with the file."""
+    labels = meta.get("labels")
+    if not isinstance(labels, list):
+        raise ValueError("labels must be a list")
+    value = meta.get("logit_offsets")
+    if value is None:
+        return (0.0,) * len(labels)
+    if (
+        not isinstance(value, list)
+        or len(value) != len(labels)
+        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+    ):
+        raise ValueError(f"logit_offsets must list one finite number per label ({len(labels)}), got {str(value)[:80]}")
+    return tuple(float(v) for v in value)
 
 
 def fit_temperature(logits: np.ndarray, y_true: Sequence[int], offsets: Sequence[float] | None = None) -> float:

@@ -12,6 +12,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from maskwatch.data.transforms import eval_transform
+from maskwatch.metrics import read_logit_offsets
 
 
 class CamClassifier(Protocol):
@@ -40,7 +41,10 @@ class Explainer:
         logit_offsets: Sequence[float] | None = None,
     ):
         self.model, self.labels, self.temperature = model.eval(), list(labels), temperature
-        self.logit_offsets = torch.tensor(list(logit_offsets or [0.0] * len(self.labels)), dtype=torch.float32)
+        offsets = read_logit_offsets(
+            {"labels": self.labels, "logit_offsets": None if logit_offsets is None else list(logit_offsets)}
+        )
+        self.logit_offsets = torch.tensor(offsets, dtype=torch.float32)
         self.cam = GradCAM(model=self.model, target_layers=[self.model.cam_layer])
         self.transform = eval_transform()
 

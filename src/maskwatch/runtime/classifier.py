@@ -6,6 +6,7 @@ is read from the ONNX file's metadata, so a retrained or re-exported model needs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.crop import resize_square, whole_image_crop
-from maskwatch.metrics import softmax
+from maskwatch.metrics import read_logit_offsets, softmax
 from maskwatch.runtime.assets import DEFAULT_CLASSIFIER, asset_path
 from maskwatch.runtime.session import create_session
 
@@ -34,13 +35,14 @@ class ClassifierInfo:
     temperature: float
     margin: float
     extra: dict
-    #: Added to the calibrated logits to undo training's class weights (``maskwatch.metrics.prior_offsets``).
-    logit_offsets: tuple[float, ...] = ()
+    #: Added to the calibrated logits to undo training's class weights (``maskwatch.metrics.prior_offsets``); None
+    #: for zeros.
+    logit_offsets: tuple[float, ...] | None = None
 
     @classmethod
     def from_meta(cls, meta: dict, path: str) -> ClassifierInfo:
         try:
-            return cls(
+            info = cls(
                 tuple(meta["labels"]),
                 int(meta["input_size"]),
                 tuple(meta["mean"]),
@@ -48,30 +50,18 @@ class ClassifierInfo:
                 float(meta.get("temperature", 1.0)),
                 float(meta["margin"]),
                 meta,
-                _logit_offsets(meta, path),
             )
-        except ModelFileError:
-            raise
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: maskwatch metadata is incomplete ({error})") from None
+        try:
+            return dataclasses.replace(info, logit_offsets=read_logit_offsets(meta))
+        except ValueError as error:
+            raise ModelFileError(f"{path}: {error}") from None
 
     @property
     def whole_image(self) -> str:
         """How the model was trained to see a file that is one whole face; models before issue 9 saw it stretched."""
         return str(self.extra.get("whole_image", "stretch"))
-
-
-def _logit_offsets(meta: dict, path: str) -> tuple[float, ...]:
-    """The file's prior correction, one offset per label; zeros for files made before it existed."""
-    offsets = meta.get("logit_offsets")
-    if offsets is None:
-        return (0.0,) * len(meta["labels"])
-    if not isinstance(offsets, list) or len(offsets) != len(meta["labels"]):
-        raise ModelFileError(f"{path}: logit_offsets must list one number per label ({len(meta['labels'])})")
-    values = tuple(float(v) for v in offsets)
-    if not all(np.isfinite(values)):
-        raise ModelFileError(f"{path}: logit_offsets must be finite numbers")
-    return values
 
 
 def read_meta(path: str | Path) -> dict:

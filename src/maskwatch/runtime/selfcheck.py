@@ -89,6 +89,7 @@ def check_outputs(classifier) -> OutputCheck | None:
     return OutputCheck(
         n=len(inputs),
         max_logit_diff=float(np.abs(logits - recorded).max()),
-        same_class=float((logits.argmax(1) == recorded.argmax(1)).mean()),
+        # classes as the runtime decides them: temperature and prior correction applied to both sides
+        same_class=float((classifier.calibrated(logits).argmax(1) == classifier.calibrated(recorded).argmax(1)).mean()),
         recorded_on=dict(reference.get("recorded_on", {})),
     )

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from maskwatch.fileio import atomic_path
+from maskwatch.metrics import read_logit_offsets
 from maskwatch.training.models import MaskClassifierNet, build_model
 
 
@@ -41,6 +42,10 @@ def load_checkpoint(path: Path) -> tuple[MaskClassifierNet, dict]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     meta = read_meta(path)
+    try:
+        read_logit_offsets(meta)  # checked here so Grad-CAM, export and the report never meet bad offsets
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     model = build_model(meta["model"], len(meta["labels"]), pretrained=False, trainable_blocks=meta["trainable_blocks"])
     try:
         model.load_state_dict(load_file(str(path)))

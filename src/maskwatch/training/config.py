@@ -53,7 +53,7 @@ class TrainConfig:
         description="Undo the class weights at inference: record -log(weight) per class as logit offsets in the model, "
         "fitted with the temperature, so a rare class is not called more often than its share in training warrants "
         "(better calibrated, fewer false mask_incorrect, but on the shared data also fewer real ones found: README). "
-        "Epochs are still chosen on the plain logits.",
+        "Epochs are then chosen, and the recall floor checked, with the offsets applied.",
     )
     patience: int = Field(6, description="Early stop after this many epochs without a better kept epoch.")
     incorrect_recall_floor: float = Field(

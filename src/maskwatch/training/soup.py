@@ -27,7 +27,7 @@ from maskwatch.data.loading import load_samples
 from maskwatch.data.splits import read_manifest
 from maskwatch.data.transforms import eval_transform
 from maskwatch.labels import LABELS
-from maskwatch.metrics import classification_report
+from maskwatch.metrics import classification_report, read_logit_offsets
 from maskwatch.training.checkpoint import CheckpointError, load_checkpoint
 from maskwatch.training.models import MaskClassifierNet, resplit
 from maskwatch.training.train import photo_incorrect_recall, read_exclusions, to_batch
@@ -66,6 +66,8 @@ def average_checkpoints(paths: Sequence[Path]) -> tuple[MaskClassifierNet, dict]
         for key in SAME_INPUT:
             if other.get(key) != meta.get(key):
                 raise CheckpointError(f"{path}: {key} is {other.get(key)!r}, {paths[0]} has {meta.get(key)!r}")
+        if read_logit_offsets(other) != read_logit_offsets(meta):  # other class weights: another recipe
+            raise CheckpointError(f"{path}: logit_offsets differ from {paths[0]}'s (trained with other class weights)")
     for member, _ in members[1:]:
         resplit(member, len(model.top))
     weight = 1.0 / len(members)

@@ -12,7 +12,7 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,15 +204,24 @@ def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> torch.Te
 
 
 @torch.no_grad()
-def predicted_focus(model: MaskClassifierNet, inputs: torch.Tensor, masks: torch.Tensor, *, on_features: bool) -> np.ndarray:
-    """Focus score of each face's CAM for its predicted class - what ``maskwatch explain --report`` measures."""
+def predicted_focus(
+    model: MaskClassifierNet,
+    inputs: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    on_features: bool,
+    offsets: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Focus score of each face's CAM for its predicted class (``offsets``, the prior correction, applied) - what
+    ``maskwatch explain --report`` measures."""
     model.eval()
     device = device_of(model)
+    shift = torch.tensor(list(offsets or [0.0] * len(LABELS)), dtype=torch.float32, device=device)
     scores = []
     for i in range(0, len(inputs), 256):
         batch = inputs[i : i + 256].to(device).float()
         activations = model.top(batch if on_features else model.trunk(batch))
-        classes = model.head(activations).argmax(1)
+        classes = (model.head(activations).float() + shift).argmax(1)
         scores.append(cam_focus(activations, model.head[-1], classes, masks[i : i + 256].to(device)).cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
 
@@ -622,11 +631,18 @@ def epoch_figures(run: Run, source: TrainSet, order: torch.Tensor, epoch: int) -
     opt.scheduler.step()
     row = {"epoch": epoch, "lr": opt.scheduler.get_last_lr()[0], **figures}
     val = data.idx["val"]
-    row.update(validate(model, opt.criterion, inputs.inputs, data.y, val, data.from_photos("val"), inputs.on_features, run.world))
+    offsets = run.meta.get("logit_offsets")
+    row.update(
+        validate(
+            model, opt.criterion, inputs.inputs, data.y, val, data.from_photos("val"), inputs.on_features, run.world, offsets
+        )
+    )
     if run.focus is not None:
         row["train_mean_focus"] = row.pop("train_mean_focus")  # after the val figures, where it always was
         val_focus = sharded(
-            lambda part: predicted_focus(model, inputs.inputs[part], run.focus.pooled[part], on_features=inputs.on_features),
+            lambda part: predicted_focus(
+                model, inputs.inputs[part], run.focus.pooled[part], on_features=inputs.on_features, offsets=offsets
+            ),
             val,
             run.world,
         )
@@ -773,10 +789,14 @@ def validate(
     from_photos: np.ndarray,
     on_features: bool,
     world: ddp.World,
+    offsets: Sequence[float] | None = None,
 ) -> dict:
-    """The epoch's validation figures over the whole val split (logits gathered from every rank by index)."""
+    """The epoch's validation figures over the whole val split (logits gathered from every rank by index). The loss is
+    the training loss; classes are decided with the prior correction's ``offsets`` added (at temperature 1, as the
+    temperature is fitted after training), so the kept epoch and its recall floor are those of the deployed model."""
     logits = sharded(lambda part: predict_logits(model, inputs[part], on_features=on_features), val, world)
-    report = classification_report(y[val], logits.argmax(1), LABELS)
+    decided = logits + np.asarray(offsets, np.float32) if offsets is not None else logits
+    report = classification_report(y[val], decided.argmax(1), LABELS)
     device = device_of(model)
     return {
         "val_loss": float(criterion(torch.from_numpy(logits).to(device), torch.from_numpy(y[val]).to(device))),
@@ -787,7 +807,7 @@ def validate(
         **{f"val_f1_{k}": v["f1"] for k, v in report["per_class"].items()},
         **{f"val_precision_{k}": v["precision"] for k, v in report["per_class"].items()},
         **{f"val_recall_{k}": v["recall"] for k, v in report["per_class"].items()},
-        "val_recall_mask_incorrect_photos": photo_incorrect_recall(logits, y[val], from_photos),
+        "val_recall_mask_incorrect_photos": photo_incorrect_recall(decided, y[val], from_photos),
     }
 
 
@@ -873,7 +893,7 @@ def finish(model, meta, inputs, y, idx, loaded, on_features, out: Path, focus_ma
         test_masks = focus_masks[idx["test"]]
     else:
         test_masks = pool_masks(torch.from_numpy(face_masks(loaded, meta["margin"], idx["test"])[0]))
-    focus = predicted_focus(model, inputs[idx["test"]], test_masks, on_features=on_features)
+    focus = predicted_focus(model, inputs[idx["test"]], test_masks, on_features=on_features, offsets=offsets)
     report["test_focus"] = focus_summary(focus, y[idx["test"]], sources, meta["labels"])
     for label, row in report["test_focus"].get("all", {}).items():
         log.info("test focus %-14s n=%4d median %.3f mean %.3f", label, row["n"], row["median_focus"], row["mean_focus"])
