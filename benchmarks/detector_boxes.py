@@ -23,7 +23,7 @@ import numpy as np
 
 from maskwatch.data.splits import read_manifest
 from maskwatch.imaging import load_rgb
-from maskwatch.runtime.boxes import fit_box_shape, fuse_passes
+from maskwatch.runtime.boxes import best_matches, fit_box_shape, fuse_passes
 from maskwatch.runtime.detectors import make_detector
 from maskwatch.runtime.scene_eval import Detection, average_precision
 from maskwatch.runtime.scenes import load_ground_truth
@@ -60,16 +60,8 @@ def face_ap(found: dict, truths: dict, stems) -> float:
 
 
 def matched_pairs(found: dict, truths: dict, stems, min_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    gts, dets = [], []
-    for s in stems:
-        boxes = found[s][0]
-        if len(boxes) == 0 or len(truths[s]) == 0:
-            continue
-        iou = iou_matrix(truths[s], boxes)
-        for g, d in enumerate(iou.argmax(1)):
-            if iou[g, d] >= min_iou:
-                gts.append(truths[s][g])
-                dets.append(boxes[d])
+    pairs = [(truths[s][g], found[s][0][d]) for s in stems for g, d in best_matches(truths[s], found[s][0], min_iou)]
+    gts, dets = [p[0] for p in pairs], [p[1] for p in pairs]
     return np.array(gts).reshape(-1, 4), np.array(dets).reshape(-1, 4)
 
 

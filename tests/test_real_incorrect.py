@@ -258,6 +258,53 @@ def test_box_shape_fit_recovers_a_known_distortion_and_applies_it():
     assert np.allclose(BoxShape().apply(detected), detected, atol=1e-4)
 
 
+def _faces_with_landmarks(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` detected boxes and five landmarks each, the face turned by a random amount (nose off centre)."""
+    rng = np.random.default_rng(seed)
+    corner = rng.uniform(0, 200, (n, 2))
+    size = rng.uniform(20, 80, (n, 1)) * np.array([[1.0, 1.2]])
+    boxes = np.column_stack([corner, corner + size])
+    template = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
+    turn = rng.uniform(-0.15, 0.15, (n, 1, 1)) * np.array([[[1.0, 0.0]]])
+    marks = boxes[:, None, :2] + (template[None] + turn + rng.normal(0, 0.01, (n, 5, 2))) * size[:, None, :]
+    return boxes.astype(np.float32), marks.astype(np.float32)
+
+
+def test_landmark_box_shape_learns_what_a_fixed_correction_cannot():
+    from maskwatch.runtime.boxes import BoxShape, LandmarkBoxShape, fit_box_shape, fit_landmark_box_shape, iou_matrix
+
+    boxes, marks = _faces_with_landmarks(400)
+    # annotators centre the box on the nose: its offset from the detected centre moves the annotated box with it
+    nose_x = (marks[:, 2, 0] - (boxes[:, 0] + boxes[:, 2]) / 2) / (boxes[:, 2] - boxes[:, 0])
+    shift = BoxShape(width_scale=1.05, height_scale=0.95, dy=0.06).apply(boxes)
+    annotated = shift + (nose_x * (boxes[:, 2] - boxes[:, 0]))[:, None] * np.array([1, 0, 1, 0], np.float32)
+    annotated[:20] += 25.0  # wrong matches: the Huber weights must keep them from pulling the fit
+    fitted = fit_landmark_box_shape(annotated, boxes, marks)
+    by_landmarks = np.diag(iou_matrix(fitted.apply(boxes, marks)[20:], annotated[20:]))
+    fixed = np.diag(iou_matrix(fit_box_shape(annotated, boxes).apply(boxes)[20:], annotated[20:]))
+    assert by_landmarks.min() > 0.97 and fixed.min() < 0.85
+    # a mirrored face gets the mirrored box
+    from maskwatch.runtime.boxes import mirrored_pairs
+
+    _, mirror_boxes, mirror_marks = mirrored_pairs(annotated, boxes, marks)
+    mirror_of_fit = mirrored_pairs(fitted.apply(boxes, marks), boxes, marks)[0]
+    assert np.allclose(fitted.apply(mirror_boxes, mirror_marks), mirror_of_fit, atol=1e-3)
+    # without landmarks it falls back to the fixed correction fitted on the same pairs
+    assert np.allclose(fitted.apply(boxes, None), fit_box_shape(annotated, boxes).apply(boxes), atol=1e-3)
+    # the fixed correction itself, as such a map, gives the same boxes
+    plain = BoxShape(width_scale=1.03, height_scale=0.97, dx=0.01, dy=0.07)
+    assert np.allclose(LandmarkBoxShape.from_box_shape(plain).apply(boxes, marks), plain.apply(boxes), atol=1e-3)
+
+
+def test_best_matches_pair_each_annotated_face_with_its_most_overlapping_detection():
+    from maskwatch.runtime.boxes import best_matches
+
+    annotated = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [100, 100, 110, 110]], np.float64)
+    detected = np.array([[52, 50, 62, 60], [1, 0, 11, 10], [0, 0, 20, 20]], np.float64)
+    assert best_matches(annotated, detected, 0.3) == [(0, 1), (1, 0)]  # the third face has no detection
+    assert best_matches(annotated, np.zeros((0, 4)), 0.3) == []
+
+
 def test_flip_fusion_averages_faces_seen_twice_and_scores_each_by_its_best_sighting():
     from maskwatch.runtime.boxes import fuse_passes
 
@@ -295,6 +342,26 @@ def test_still_image_box_shape_reshapes_and_clips_detections():
     assert np.allclose(out.boxes[0], CENTERFACE_TO_ANNOTATED.apply(found.boxes[:1])[0])
     assert out.boxes[:, [1, 3]].max() <= 100 and out.boxes.min() >= 0  # clipped to the 120 x 100 image
     assert np.array_equal(out.scores, found.scores)
+
+
+def test_photos_at_accuracy_first_sizes_reshape_boxes_by_their_landmarks():
+    from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS
+    from maskwatch.runtime.detectors import Detections
+    from maskwatch.runtime.pipeline import box_shape_for, reshaped
+
+    boxes, marks = _faces_with_landmarks(2, seed=3)
+    boxes, marks = boxes + 300, marks + 300  # well inside the image: nothing clipped
+    found = Detections(boxes, np.array([0.9, 0.5], np.float32), marks)
+    turned = marks.copy()
+    turned[1, :, 0] += 0.2 * (boxes[1, 2] - boxes[1, 0])  # the second face looks aside
+    aside = Detections(boxes, found.scores, turned)
+    for size in (960, 640, 0):  # the photo default, the second scale, native
+        out = reshaped(found, (1000, 1000), box_shape_for(size)).boxes
+        assert np.allclose(out, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS.apply(boxes, marks), atol=1e-3)
+        moved = reshaped(aside, (1000, 1000), box_shape_for(size)).boxes
+        assert np.allclose(moved[0], out[0]) and not np.allclose(moved[1], out[1], atol=0.5)
+    # the 320 px speed path keeps the fixed correction, landmarks or not
+    assert np.allclose(reshaped(aside, (1000, 1000), box_shape_for(320)).boxes, CENTERFACE_TO_ANNOTATED.apply(boxes), atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -495,6 +562,17 @@ def test_an_extra_scale_runs_its_own_detector_and_is_fused_with_the_main_pass():
     fused, alone = both.find_faces(image), main_only.find_faces(image)
     assert len(fused.boxes) == len(alone.boxes) == 1  # one face, seen at both scales: fused, not doubled
     assert not np.allclose(fused.boxes, alone.boxes) and np.abs(fused.boxes - alone.boxes).max() < 10
+
+
+@pytest.mark.parametrize("size", [960, 320])
+def test_the_pipeline_reshapes_with_the_box_shape_of_its_detector_size(size: int):
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, box_shape_for, default_sample_image
+
+    image = default_sample_image()[1]
+    plain = MaskPipeline(PipelineConfig(detector_size=size, min_face_score=0.5)).find_faces(image)
+    shaped = MaskPipeline(PipelineConfig(detector_size=size, min_face_score=0.5, box_shape=True)).find_faces(image)
+    assert len(plain.boxes) == 1 and plain.landmarks is not None
+    assert np.allclose(shaped.boxes, box_shape_for(size).apply(plain.boxes, plain.landmarks), atol=1e-3)
 
 
 def _photo_with_a_face() -> np.ndarray:
