@@ -358,6 +358,9 @@ def test_photos_at_accuracy_first_sizes_reshape_boxes_by_their_landmarks():
     for size in (960, 640, 0):  # the photo default, the second scale, native
         out = reshaped(found, (1000, 1000), box_shape_for(size)).boxes
         assert np.allclose(out, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS.apply(boxes, marks), atol=1e-3)
+        # the classifier's crops may be cut elsewhere (where it was trained and chosen)
+        both = reshaped(found, (1000, 1000), box_shape_for(size), crop_shape=box_shape_for(320))
+        assert np.allclose(both.boxes, out) and np.allclose(both.crop_boxes, CENTERFACE_TO_ANNOTATED.apply(boxes), atol=1e-3)
         moved = reshaped(aside, (1000, 1000), box_shape_for(size)).boxes
         assert np.allclose(moved[0], out[0]) and not np.allclose(moved[1], out[1], atol=0.5)
     # the 320 px speed path keeps the fixed correction, landmarks or not
@@ -566,6 +569,7 @@ def test_an_extra_scale_runs_its_own_detector_and_is_fused_with_the_main_pass():
 
 @pytest.mark.parametrize("size", [960, 320])
 def test_the_pipeline_reshapes_with_the_box_shape_of_its_detector_size(size: int):
+    from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED
     from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, box_shape_for, default_sample_image
 
     image = default_sample_image()[1]
@@ -573,6 +577,27 @@ def test_the_pipeline_reshapes_with_the_box_shape_of_its_detector_size(size: int
     shaped = MaskPipeline(PipelineConfig(detector_size=size, min_face_score=0.5, box_shape=True)).find_faces(image)
     assert len(plain.boxes) == 1 and plain.landmarks is not None
     assert np.allclose(shaped.boxes, box_shape_for(size).apply(plain.boxes, plain.landmarks), atol=1e-3)
+    # crops are cut at the fixed correction whatever box is reported: the classifier was chosen on such crops
+    crops_at = shaped.boxes if shaped.crop_boxes is None else shaped.crop_boxes
+    assert np.allclose(crops_at, CENTERFACE_TO_ANNOTATED.apply(plain.boxes), atol=1e-3)
+
+
+def test_photo_faces_are_classified_from_the_crop_boxes_not_the_reported_ones():
+    from maskwatch.runtime.detectors import Detections
+    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig
+
+    pipeline = MaskPipeline(PipelineConfig(min_face_score=0.1))
+    image = _photo_with_a_face()
+    face_box = np.array([[60, 30, 100, 90]], np.float32)
+    corner_box = np.array([[0, 0, 40, 40]], np.float32)  # noise only
+    score = np.array([0.9], np.float32)
+    at_face = pipeline.classify_faces(image, Detections(face_box, score)).faces[0]
+    reported_elsewhere = pipeline.classify_faces(image, Detections(corner_box, score, crop_boxes=face_box)).faces[0]
+    assert reported_elsewhere.probs == pytest.approx(at_face.probs) and np.allclose(reported_elsewhere.box, corner_box)
+    at_corner = pipeline.classify_faces(image, Detections(corner_box, score)).faces[0]
+    assert at_corner.probs != pytest.approx(at_face.probs)
+    with pytest.raises(ValueError, match="crop_boxes must be"):
+        Detections(corner_box, score, crop_boxes=np.zeros((2, 4), np.float32))
 
 
 def _photo_with_a_face() -> np.ndarray:

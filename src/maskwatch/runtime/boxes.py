@@ -7,6 +7,7 @@ out); at IoU 0.5 that costs matches. :func:`fit_box_shape` measures the typical 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -137,11 +138,19 @@ class LandmarkBoxShape:
         intercept = (shape.dx, shape.dy, float(np.log(shape.width_scale)), float(np.log(shape.height_scale)))
         return cls(((0.0, 0.0, 0.0, 0.0),) * 11, intercept, shape)
 
+    @cached_property
+    def _coef(self) -> np.ndarray:
+        return np.array(self.coef, np.float64).reshape(-1, 4)
+
+    @cached_property
+    def _intercept(self) -> np.ndarray:
+        return np.array(self.intercept, np.float64)
+
     def apply(self, boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         if landmarks is None:
             return self.fallback.apply(boxes)
-        dx, dy, log_w, log_h = (landmark_features(boxes, landmarks) @ np.array(self.coef) + np.array(self.intercept)).T
+        dx, dy, log_w, log_h = (landmark_features(boxes, landmarks) @ self._coef + self._intercept).T
         width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         cx = (boxes[:, 0] + boxes[:, 2]) / 2 + dx * width
         cy = (boxes[:, 1] + boxes[:, 3]) / 2 + dy * height
@@ -154,7 +163,8 @@ class LandmarkBoxShape:
 #: fused) found at IoU >= 0.3, and on their mirror images (``python benchmarks/landmark_boxes.py ../shared/data/scenes
 #: ../shared/data/scenes-ilc --splits recipes/default_splits.csv.gz --print-constant``). The eye distance sets the
 #: width, the eye and mouth heights the chin; val-split face AP rose from 0.882 to 0.896 (Kaggle scenes) and from 0.822
-#: to 0.829 (scenes-ilc) against the fixed correction, which stays for detections without landmarks.
+#: to 0.829 (scenes-ilc) against the fixed correction, which stays for detections without landmarks and for the
+#: classifier's crops (``pipeline.box_shape_for``).
 CENTERFACE_TO_ANNOTATED_BY_LANDMARKS = LandmarkBoxShape(
     coef=(
         (0.15895, -0.43978, -1.95716, -1.40395),

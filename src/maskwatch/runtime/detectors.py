@@ -31,11 +31,16 @@ class Detections:
     boxes: np.ndarray  # (N, 4) float32, original-image pixels
     scores: np.ndarray  # (N,) float32
     landmarks: np.ndarray | None = None  # (N, 5, 2)
+    # (N, 4): where the classifier cuts each face, when not at ``boxes`` (photos: boxes placed by the landmarks, crops
+    # cut where the classifier was trained and chosen; see pipeline.reshaped)
+    crop_boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
         if self.boxes.shape != (n, 4) or self.scores.shape != (n,):
             raise ValueError(f"inconsistent detections: boxes {self.boxes.shape}, scores {self.scores.shape}")
+        if self.crop_boxes is not None and self.crop_boxes.shape != (n, 4):
+            raise ValueError(f"crop_boxes must be (N, 4), got {self.crop_boxes.shape}")
         if self.landmarks is not None and self.landmarks.shape != (n, 5, 2):
             raise ValueError(f"landmarks must be (N, 5, 2), got {self.landmarks.shape}")
 
