@@ -3,14 +3,15 @@
 The shipped correction (``maskwatch.runtime.boxes.CENTERFACE_TO_ANNOTATED``) moves and scales every box the same way.
 A face turned aside, tilted or looking down has its annotated box placed differently relative to the detected one,
 and the landmarks see that. This study detects every photo of the given sets once with the photo default (960 px,
-mirrored pass, 640 px pass, fused; no reshaping), caches the boxes and landmarks, fits on the train-split photos a
-linear map from landmark geometry to the annotated box (centre shift and log size ratios, in detected-box units) and
+mirrored pass, 640 px pass, fused; no reshaping; ``--size`` another size's photo default), caches the boxes and
+landmarks, fits on the train-split photos a linear map from landmark geometry to the annotated box (centre shift and
+log size ratios, in detected-box units) and
 reports, per set, on val and test photos: face AP@0.5, recall at IoU 0.5, and the median IoU of matched faces, as
 detected, with the fixed correction, with the landmark map the runtime ships and with this run's fit (every detection
 counts here; ``evaluate-scenes`` also drops faces under ``--min-face-size``, so its face AP differs in the third
 digit). With ``--classify SPLIT`` it also classifies the faces of that split's photos (shipped int8 classifier,
-mirrored, as ``detect`` does on photos) and reports 3-class mAP and ``mask_incorrect`` AP end to end, with the
-classifier's crops cut at the fixed correction (the runtime's choice) or at the landmark boxes.
+mirrored at 640 px and up, as ``detect`` does on photos) and reports 3-class mAP and ``mask_incorrect`` AP end to
+end, with the classifier's crops cut at the fixed correction (the runtime's choice) or at the landmark boxes.
 
     python benchmarks/landmark_boxes.py ../shared/data/scenes ../shared/data/scenes-ilc \
         --splits recipes/default_splits.csv.gz --cache runs/landmark_boxes.npz
@@ -23,6 +24,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from maskwatch.data.splits import read_manifest
 from maskwatch.imaging import load_rgb
@@ -36,14 +38,15 @@ from maskwatch.runtime.boxes import (
     iou_matrix,
 )
 from maskwatch.runtime.detectors import Detections
-from maskwatch.runtime.pipeline import MULTI_SCALE_SIZE, MaskPipeline, PipelineConfig, reshaped
+from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, extra_sizes_for, reshaped, still_image_defaults
 from maskwatch.runtime.scene_eval import Detection, average_precision, score_scenes
 from maskwatch.runtime.scenes import load_ground_truth
 
 
 def detect_photos(root: Path, size: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """stem -> (boxes, scores, landmarks) of the photo default's fused passes, before any reshaping."""
-    config = PipelineConfig(detector_size=size, flip=True, extra_detector_sizes=(MULTI_SCALE_SIZE,))
+    """stem -> (boxes, scores, landmarks) of the photo default at ``size`` (its passes fused), before any reshaping."""
+    _, flip = still_image_defaults(True, size, None, None)
+    config = PipelineConfig(detector_size=size, flip=flip, extra_detector_sizes=extra_sizes_for(True, size, None))
     pipeline = MaskPipeline(config)
     truth, _ = load_ground_truth(root / "images", root / "annotations")
     found = {}
@@ -54,9 +57,12 @@ def detect_photos(root: Path, size: int) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 def cached_detections(roots: list[Path], size: int, cache: Path | None) -> dict[str, dict]:
-    """Per set name, the detections: read from ``cache`` when it holds them, else detected and written there."""
+    """Per set name, the detections: read from ``cache`` when it holds them at this size, else detected and written
+    there."""
     if cache is not None and cache.exists():
         flat = dict(np.load(cache, allow_pickle=False))
+        if int(flat.pop("detector_size", -1)) != size:
+            raise SystemExit(f"{cache}: made at another detector size than {size}; give another --cache")
         sets: dict[str, dict] = {}
         for key, value in flat.items():
             name, stem, part = key.split("|")
@@ -71,7 +77,7 @@ def cached_detections(roots: list[Path], size: int, cache: Path | None) -> dict[
             for stem, triple in found.items()
             for part, value in zip(("boxes", "scores", "landmarks"), triple)
         }
-        np.savez_compressed(cache, **flat)
+        np.savez_compressed(cache, detector_size=np.array(size), **flat)
     return sets
 
 
@@ -81,6 +87,12 @@ def matched(found: dict, truths: dict, stems, min_iou: float) -> tuple[np.ndarra
     gts = [truths[s][g] for s, g, _ in pairs]
     boxes, marks = [found[s][0][d] for s, _, d in pairs], [found[s][2][d] for s, _, d in pairs]
     return np.array(gts).reshape(-1, 4), np.array(boxes).reshape(-1, 4), np.array(marks).reshape(-1, 5, 2)
+
+
+def placed(found: tuple, size: tuple[int, int], shape: LandmarkBoxShape) -> tuple:
+    """Cached (boxes, scores, landmarks) reshaped as the runtime does (image edge and clipping included)."""
+    boxes = reshaped(Detections(*found), (size[1], size[0]), shape).boxes
+    return boxes, *found[1:]
 
 
 def figures(found: dict, truths: dict, stems) -> dict:
@@ -122,10 +134,11 @@ def main() -> None:
         (r.sample.source, Path(r.sample.path).stem): r.split for r in read_manifest(args.splits) if r.sample.box is not None
     }
     sets = cached_detections(args.scenes, args.size, args.cache)
-    truths = {}
+    truths, sizes = {}, {}
     for root in args.scenes:
         truth, _ = load_ground_truth(root / "images", root / "annotations")
         truths[root.name] = {s: np.array([b for _, b in objs], np.float64).reshape(-1, 4) for s, (_, objs) in truth.items()}
+        sizes[root.name] = {s: Image.open(path).size for s, (path, _) in truth.items()}  # (width, height)
     stems_of = {
         (name, split): sorted(s for s in truths[name] if split_of.get((name, s)) == split)
         for name in truths
@@ -153,10 +166,7 @@ def main() -> None:
         for split in ("val", "test"):
             stems = stems_of[(name, split)]
             for variant, shape in variants.items():
-                found = {
-                    s: sets[name][s] if shape is None else (shape.apply(sets[name][s][0], sets[name][s][2]), *sets[name][s][1:])
-                    for s in stems
-                }
+                found = {s: sets[name][s] if shape is None else placed(sets[name][s], sizes[name][s], shape) for s in stems}
                 row = figures(found, truths[name], stems)
                 results.setdefault(name, {}).setdefault(split, {})[variant] = row
                 print(
@@ -164,7 +174,9 @@ def main() -> None:
                     f"| {row['median_iou']:.3f} |"
                 )
     if args.classify:
-        pipeline = MaskPipeline(PipelineConfig(flip=True))
+        pipeline = MaskPipeline(
+            PipelineConfig(detector_size=args.size, flip=still_image_defaults(True, args.size, None, None)[1])
+        )
         print(
             f"\n| set | {args.classify} photos, end to end | variant | 3-class mAP | mask_incorrect AP |\n|---|---|---|---|---|"
         )

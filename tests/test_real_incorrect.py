@@ -344,7 +344,7 @@ def test_still_image_box_shape_reshapes_and_clips_detections():
     assert np.array_equal(out.scores, found.scores)
 
 
-def test_photos_at_accuracy_first_sizes_reshape_boxes_by_their_landmarks():
+def test_photos_at_the_image_default_size_reshape_boxes_by_their_landmarks():
     from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS
     from maskwatch.runtime.detectors import Detections
     from maskwatch.runtime.pipeline import box_shape_for, reshaped
@@ -355,7 +355,8 @@ def test_photos_at_accuracy_first_sizes_reshape_boxes_by_their_landmarks():
     turned = marks.copy()
     turned[1, :, 0] += 0.2 * (boxes[1, 2] - boxes[1, 0])  # the second face looks aside
     aside = Detections(boxes, found.scores, turned)
-    for size in (960, 640, 0):  # the photo default, the second scale, native
+    for size in (960, 1280):  # the image default and above: where photos also get the 640 px pass
+        assert box_shape_for(size) is CENTERFACE_TO_ANNOTATED_BY_LANDMARKS
         out = reshaped(found, (1000, 1000), box_shape_for(size)).boxes
         assert np.allclose(out, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS.apply(boxes, marks), atol=1e-3)
         # the classifier's crops may be cut elsewhere (where it was trained and chosen)
@@ -363,8 +364,50 @@ def test_photos_at_accuracy_first_sizes_reshape_boxes_by_their_landmarks():
         assert np.allclose(both.boxes, out) and np.allclose(both.crop_boxes, CENTERFACE_TO_ANNOTATED.apply(boxes), atol=1e-3)
         moved = reshaped(aside, (1000, 1000), box_shape_for(size)).boxes
         assert np.allclose(moved[0], out[0]) and not np.allclose(moved[1], out[1], atol=0.5)
-    # the 320 px speed path keeps the fixed correction, landmarks or not
-    assert np.allclose(reshaped(aside, (1000, 1000), box_shape_for(320)).boxes, CENTERFACE_TO_ANNOTATED.apply(boxes), atol=1e-3)
+    # a face the image edge cuts has landmarks that were not clipped with its box: it gets the fixed correction
+    at_edge = Detections(boxes - boxes[:, :1].min() * np.array([1, 0, 1, 0], np.float32), found.scores, marks)
+    edge_out = reshaped(at_edge, (1000, 1000), box_shape_for(960)).boxes
+    first = int(np.argmin(at_edge.boxes[:, 0]))
+    assert np.allclose(edge_out[first], CENTERFACE_TO_ANNOTATED.apply(at_edge.boxes[first : first + 1]).clip(0)[0], atol=1e-3)
+    # 640 px, the native size and the 320 px speed path keep the fixed correction, landmarks or not
+    for size in (640, 0, 320):
+        kept = reshaped(aside, (1000, 1000), box_shape_for(size))
+        assert np.allclose(kept.boxes, CENTERFACE_TO_ANNOTATED.apply(boxes), atol=1e-3) and kept.crop_boxes is None
+
+
+def test_landmark_map_keeps_degenerate_boxes_and_stray_landmarks_finite_and_near_the_face():
+    from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS, fit_landmark_box_shape
+
+    boxes = np.array([[100, 100, 100.5, 140], [50, 50, 50, 90], [10, 10, 50, 60], [10, 10, 50, 60]], np.float32)
+    marks = np.tile(np.array([[20, 25], [40, 25], [30, 35], [22, 48], [38, 48]], np.float32), (4, 1, 1))
+    marks[0] += 90  # a sliver of a box whose landmarks lie far outside it
+    marks[2, 0] = np.nan
+    marks[3, 4] = np.inf
+    out = CENTERFACE_TO_ANNOTATED_BY_LANDMARKS.apply(boxes, marks)
+    assert np.isfinite(out).all()
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (out[:, 2] - out[:, 0] <= 2.0 * widths + 1e-3).all() and (out[:, 3] - out[:, 1] <= 2.0 * heights + 1e-3).all()
+    # rows with no finite answer get the fixed correction
+    assert np.allclose(out[2:], CENTERFACE_TO_ANNOTATED.apply(boxes[2:]), atol=1e-3)
+    # a fit needs at least one usable pair and one round
+    assert not fit_landmark_box_shape(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros((0, 5, 2))).uses_landmarks
+    with pytest.raises(ValueError, match="at least one fit"):
+        fit_landmark_box_shape(boxes[2:], boxes[2:], marks[2:], rounds=0)
+
+
+def test_mirrored_landmark_order_is_what_centerface_gives_on_the_mirror_image():
+    from maskwatch.runtime.boxes import mirrored_pairs
+    from maskwatch.runtime.detectors import make_detector
+    from maskwatch.runtime.pipeline import default_sample_image
+
+    image = default_sample_image()[1]
+    detector = make_detector("centerface", input_size=640, threshold=0.5, int8=False)
+    plain, mirror = detector.detect(image), detector.detect(np.ascontiguousarray(image[:, ::-1]))
+    assert len(plain.boxes) == len(mirror.boxes) == 1
+    _, boxes, marks = mirrored_pairs(plain.boxes, plain.boxes, plain.landmarks)  # mirrored at x = 0
+    shift = np.array([image.shape[1], 0.0])
+    assert np.abs(marks + shift - mirror.landmarks).max() < 8.0  # pixels; the eyes are 46 px apart
+    assert np.abs(boxes + np.array([image.shape[1], 0, image.shape[1], 0]) - mirror.boxes).max() < 8.0
 
 
 @pytest.mark.parametrize(
@@ -567,16 +610,18 @@ def test_an_extra_scale_runs_its_own_detector_and_is_fused_with_the_main_pass():
     assert not np.allclose(fused.boxes, alone.boxes) and np.abs(fused.boxes - alone.boxes).max() < 10
 
 
-@pytest.mark.parametrize("size", [960, 320])
+@pytest.mark.parametrize("size", [960, 640, 320])
 def test_the_pipeline_reshapes_with_the_box_shape_of_its_detector_size(size: int):
-    from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED
-    from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, box_shape_for, default_sample_image
+    from maskwatch.runtime.boxes import CENTERFACE_TO_ANNOTATED, CENTERFACE_TO_ANNOTATED_BY_LANDMARKS
+    from maskwatch.runtime.pipeline import FIXED_BOX_SHAPE, MaskPipeline, PipelineConfig, default_sample_image
 
     image = default_sample_image()[1]
     plain = MaskPipeline(PipelineConfig(detector_size=size, min_face_score=0.5)).find_faces(image)
     shaped = MaskPipeline(PipelineConfig(detector_size=size, min_face_score=0.5, box_shape=True)).find_faces(image)
     assert len(plain.boxes) == 1 and plain.landmarks is not None
-    assert np.allclose(shaped.boxes, box_shape_for(size).apply(plain.boxes, plain.landmarks), atol=1e-3)
+    expected = (CENTERFACE_TO_ANNOTATED_BY_LANDMARKS if size == 960 else FIXED_BOX_SHAPE).apply(plain.boxes, plain.landmarks)
+    assert np.allclose(shaped.boxes, expected, atol=1e-3)
+    assert (shaped.crop_boxes is None) == (size != 960)  # crop boxes only where the reported ones moved
     # crops are cut at the fixed correction whatever box is reported: the classifier was chosen on such crops
     crops_at = shaped.boxes if shaped.crop_boxes is None else shaped.crop_boxes
     assert np.allclose(crops_at, CENTERFACE_TO_ANNOTATED.apply(plain.boxes), atol=1e-3)
@@ -596,6 +641,10 @@ def test_photo_faces_are_classified_from_the_crop_boxes_not_the_reported_ones():
     assert reported_elsewhere.probs == pytest.approx(at_face.probs) and np.allclose(reported_elsewhere.box, corner_box)
     at_corner = pipeline.classify_faces(image, Detections(corner_box, score)).faces[0]
     assert at_corner.probs != pytest.approx(at_face.probs)
+    # the size floor (--min-face-size) reads the box the user sees, whatever the crop box
+    sliver = np.array([[60, 30, 63, 90]], np.float32)
+    assert len(pipeline.classify_faces(image, Detections(sliver, score, crop_boxes=face_box)).faces) == 0
+    assert len(pipeline.classify_faces(image, Detections(face_box, score, crop_boxes=sliver)).faces) == 1
     with pytest.raises(ValueError, match="crop_boxes must be"):
         Detections(corner_box, score, crop_boxes=np.zeros((2, 4), np.float32))
 

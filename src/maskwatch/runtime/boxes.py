@@ -46,12 +46,7 @@ class BoxShape:
     dy: float = 0.0
 
     def apply(self, boxes: np.ndarray) -> np.ndarray:
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        cx = (boxes[:, 0] + boxes[:, 2]) / 2 + self.dx * width
-        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + self.dy * height
-        half_w, half_h = width * self.width_scale / 2, height * self.height_scale / 2
-        return np.column_stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h]).astype(np.float32)
+        return moved_boxes(boxes, self.dx, self.dy, self.width_scale, self.height_scale)
 
     def __str__(self) -> str:
         return (
@@ -73,11 +68,34 @@ def fit_box_shape(annotated: np.ndarray, detected: np.ndarray) -> BoxShape:
     """Median ratios and offsets over matched (annotated, detected) pairs: robust to the odd wrong match."""
     if len(annotated) == 0:
         return BoxShape()
+    dx, dy, log_w, log_h = box_shape_targets(annotated, detected).T
+    return BoxShape(float(np.median(np.exp(log_w))), float(np.median(np.exp(log_h))), float(np.median(dx)), float(np.median(dy)))
+
+
+def box_shape_targets(annotated: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """(N, 4): the centre shift in detected widths / heights and the log side ratios that turn detected into annotated."""
+    annotated, detected = np.asarray(annotated, np.float64), np.asarray(detected, np.float64)
     aw, ah = annotated[:, 2] - annotated[:, 0], annotated[:, 3] - annotated[:, 1]
     dw, dh = detected[:, 2] - detected[:, 0], detected[:, 3] - detected[:, 1]
     dx = ((annotated[:, 0] + annotated[:, 2]) - (detected[:, 0] + detected[:, 2])) / 2 / dw
     dy = ((annotated[:, 1] + annotated[:, 3]) - (detected[:, 1] + detected[:, 3])) / 2 / dh
-    return BoxShape(float(np.median(aw / dw)), float(np.median(ah / dh)), float(np.median(dx)), float(np.median(dy)))
+    return np.column_stack([dx, dy, np.log(aw / dw), np.log(ah / dh)])
+
+
+def moved_boxes(
+    boxes: np.ndarray,
+    dx: float | np.ndarray,
+    dy: float | np.ndarray,
+    width_scale: float | np.ndarray,
+    height_scale: float | np.ndarray,
+) -> np.ndarray:
+    """``boxes`` with centres shifted by (dx, dy) of their width / height and sides scaled (scalars or one per box)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + dx * width
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + dy * height
+    half_w, half_h = width * width_scale / 2, height * height_scale / 2
+    return np.column_stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h]).astype(np.float32)
 
 
 def fuse_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.55) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,6 +128,19 @@ def fuse_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.55) 
     return np.array(fused, np.float32).reshape(-1, 4), fused_scores, leaders
 
 
+#: Landmark order of a face seen in a mirror: CenterFace gives the two eyes, the nose and the two mouth corners, left
+#: and right as they appear in the image, so mirroring swaps each pair.
+MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
+
+#: Features of :func:`landmark_features`: five (x, y) landmarks and the log aspect ratio.
+LANDMARK_FEATURES = 11
+
+#: How far a landmark map may move a box: centre shifts in box widths / heights and log side ratios beyond these are
+#: clipped (the fitted map stays well inside them on every detection of the shared photos: width ratios 0.80-1.23), so
+#: a degenerate box or stray landmark cannot blow a box up to the whole image.
+MAX_SHIFT, MAX_LOG_RATIO = 0.5, float(np.log(2.0))
+
+
 def landmark_features(boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Per box: its five landmarks in box units (centre 0, sides +-0.5) and its log aspect ratio: where the eyes,
     nose and mouth sit inside the box says how the face is turned and tilted."""
@@ -126,7 +157,8 @@ def landmark_features(boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class LandmarkBoxShape:
     """Annotated box from detected box and landmarks: a linear map from :func:`landmark_features` to the centre shift
-    (detected widths / heights) and the log side ratios; boxes without landmarks get ``fallback``."""
+    (detected widths / heights) and the log side ratios, clipped to :data:`MAX_SHIFT` / :data:`MAX_LOG_RATIO`; boxes
+    without landmarks, or whose landmarks or box give no finite answer, get ``fallback``."""
 
     coef: tuple[tuple[float, float, float, float], ...]  # one row per feature: dx, dy, log width, log height ratio
     intercept: tuple[float, float, float, float]
@@ -136,35 +168,38 @@ class LandmarkBoxShape:
     def from_box_shape(cls, shape: BoxShape) -> LandmarkBoxShape:
         """The fixed correction as a map that ignores the landmarks (same boxes as ``shape.apply``)."""
         intercept = (shape.dx, shape.dy, float(np.log(shape.width_scale)), float(np.log(shape.height_scale)))
-        return cls(((0.0, 0.0, 0.0, 0.0),) * 11, intercept, shape)
+        return cls(((0.0, 0.0, 0.0, 0.0),) * LANDMARK_FEATURES, intercept, shape)
 
     @cached_property
     def _coef(self) -> np.ndarray:
-        return np.array(self.coef, np.float64).reshape(-1, 4)
+        return np.array(self.coef, np.float64).reshape(LANDMARK_FEATURES, 4)
 
-    @cached_property
-    def _intercept(self) -> np.ndarray:
-        return np.array(self.intercept, np.float64)
+    @property
+    def uses_landmarks(self) -> bool:
+        return bool(np.any(self._coef))
 
     def apply(self, boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        if landmarks is None:
+        if landmarks is None or not self.uses_landmarks:
             return self.fallback.apply(boxes)
-        dx, dy, log_w, log_h = (landmark_features(boxes, landmarks) @ self._coef + self._intercept).T
-        width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        cx = (boxes[:, 0] + boxes[:, 2]) / 2 + dx * width
-        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + dy * height
-        half_w, half_h = width * np.exp(log_w) / 2, height * np.exp(log_h) / 2
-        return np.column_stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h]).astype(np.float32)
+        with np.errstate(all="ignore"):  # a degenerate box or stray landmark: its row falls back below
+            moves = landmark_features(boxes, landmarks) @ self._coef + np.array(self.intercept)
+        limit = np.array([MAX_SHIFT, MAX_SHIFT, MAX_LOG_RATIO, MAX_LOG_RATIO])
+        moves = np.clip(moves, -limit, limit)
+        fallback = self.fallback
+        fixed = [fallback.dx, fallback.dy, np.log(fallback.width_scale), np.log(fallback.height_scale)]
+        moves[~np.isfinite(moves).all(1)] = fixed
+        dx, dy, log_w, log_h = moves.T
+        return moved_boxes(boxes, dx, dy, np.exp(log_w), np.exp(log_h))
 
 
 #: CenterFace's boxes to the annotated face extent, read from its five landmarks (:func:`fit_landmark_box_shape`): fitted
 #: on the 3588 train-split faces of both shared scene sets that the photo default (960 px, mirrored and 640 px passes
 #: fused) found at IoU >= 0.3, and on their mirror images (``python benchmarks/landmark_boxes.py ../shared/data/scenes
 #: ../shared/data/scenes-ilc --splits recipes/default_splits.csv.gz --print-constant``). The eye distance sets the
-#: width, the eye and mouth heights the chin; val-split face AP rose from 0.882 to 0.896 (Kaggle scenes) and from 0.822
-#: to 0.829 (scenes-ilc) against the fixed correction, which stays for detections without landmarks and for the
-#: classifier's crops (``pipeline.box_shape_for``).
+#: width, the eye and mouth heights the chin; val-split face AP rose from 0.882 to 0.903 (Kaggle scenes) and from 0.822
+#: to 0.829 (scenes-ilc) against the fixed correction, which stays for detections without landmarks, faces cut by the
+#: image edge and the classifier's crops (``pipeline.box_shape_for`` and ``pipeline.reshaped``).
 CENTERFACE_TO_ANNOTATED_BY_LANDMARKS = LandmarkBoxShape(
     coef=(
         (0.15895, -0.43978, -1.95716, -1.40395),
@@ -184,35 +219,40 @@ CENTERFACE_TO_ANNOTATED_BY_LANDMARKS = LandmarkBoxShape(
 )
 
 
-def box_shape_targets(annotated: np.ndarray, detected: np.ndarray) -> np.ndarray:
-    """(N, 4): the centre shift in detected widths / heights and the log side ratios that turn detected into annotated."""
-    aw, ah = annotated[:, 2] - annotated[:, 0], annotated[:, 3] - annotated[:, 1]
-    dw, dh = detected[:, 2] - detected[:, 0], detected[:, 3] - detected[:, 1]
-    dx = ((annotated[:, 0] + annotated[:, 2]) - (detected[:, 0] + detected[:, 2])) / 2 / dw
-    dy = ((annotated[:, 1] + annotated[:, 3]) - (detected[:, 1] + detected[:, 3])) / 2 / dh
-    return np.column_stack([dx, dy, np.log(aw / dw), np.log(ah / dh)])
+def mirrored_x(boxes: np.ndarray) -> np.ndarray:
+    """[x1, y1, x2, y2] boxes seen in a mirror at x = 0."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.column_stack([-boxes[:, 2], boxes[:, 1], -boxes[:, 0], boxes[:, 3]])
 
 
 def mirrored_pairs(annotated: np.ndarray, detected: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The pairs as seen in a mirror (x negated, left and right landmarks swapped): the fit learns from both, so a
+    """The pairs as seen in a mirror at x = 0 (left and right landmarks swapped): the fit learns from both, so a
     mirrored face gets the mirrored correction."""
-    flip_boxes = lambda b: np.column_stack([-b[:, 2], b[:, 1], -b[:, 0], b[:, 3]])  # noqa: E731
-    marks = np.asarray(landmarks, np.float64)[:, [1, 0, 2, 4, 3]].copy()
+    marks = np.asarray(landmarks, np.float64)[:, MIRRORED_LANDMARKS].copy()
     marks[:, :, 0] *= -1
-    return flip_boxes(np.asarray(annotated, np.float64)), flip_boxes(np.asarray(detected, np.float64)), marks
+    return mirrored_x(annotated), mirrored_x(detected), marks
 
 
 def fit_landmark_box_shape(
     annotated: np.ndarray, detected: np.ndarray, landmarks: np.ndarray, ridge: float = 1.0, rounds: int = 3
 ) -> LandmarkBoxShape:
     """Ridge regression of :func:`box_shape_targets` on standardised :func:`landmark_features` of the pairs and their
-    mirror images, refitted ``rounds`` times with Huber weights so that the odd wrong match (IoU 0.3 pairs include
-    some) does not pull it; returned in raw feature units."""
-    fallback = fit_box_shape(np.asarray(annotated, np.float64), np.asarray(detected, np.float64))
+    mirror images: one plain fit, then ``rounds - 1`` refits with Huber weights from the previous fit's residuals, so
+    that the odd wrong match (IoU 0.3 pairs include some) does not pull it; returned in raw feature units. Pairs with
+    no finite features or targets are left out; with none left, the identity."""
+    if rounds < 1:
+        raise ValueError(f"rounds {rounds}: at least one fit is needed")
+    annotated, detected = np.asarray(annotated, np.float64).reshape(-1, 4), np.asarray(detected, np.float64).reshape(-1, 4)
+    landmarks = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
+    with np.errstate(all="ignore"):
+        usable = np.isfinite(landmark_features(detected, landmarks)).all(1)
+        usable &= np.isfinite(box_shape_targets(annotated, detected)).all(1)
+    if not usable.any():
+        return LandmarkBoxShape.from_box_shape(BoxShape())
+    annotated, detected, landmarks = annotated[usable], detected[usable], landmarks[usable]
+    fallback = fit_box_shape(annotated, detected)
     mirrored = mirrored_pairs(annotated, detected, landmarks)
-    annotated, detected, landmarks = (
-        np.concatenate([np.asarray(a, np.float64), m]) for a, m in zip((annotated, detected, landmarks), mirrored)
-    )
+    annotated, detected, landmarks = (np.concatenate([a, m]) for a, m in zip((annotated, detected, landmarks), mirrored))
     features = landmark_features(detected, landmarks)
     targets = box_shape_targets(annotated, detected)
     mean, scale = features.mean(0), features.std(0) + 1e-9
