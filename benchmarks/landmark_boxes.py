@@ -9,7 +9,8 @@ log size ratios, in detected-box units) and
 reports, per set, on val and test photos: face AP@0.5, recall at IoU 0.5, and the median IoU of matched faces, as
 detected, with the fixed correction, with the landmark map the runtime ships and with this run's fit (every detection
 counts here; ``evaluate-scenes`` also drops faces under ``--min-face-size``, so its face AP differs in the third
-digit). With ``--classify SPLIT`` it also classifies the faces of that split's photos (shipped int8 classifier,
+digit). ``--by-class`` counts the faces each placement covers at IoU 0.5 per class and at the image edge, on every
+split. With ``--classify SPLIT`` it also classifies the faces of that split's photos (shipped int8 classifier,
 mirrored at 640 px and up, as ``detect`` does on photos) and reports 3-class mAP and ``mask_incorrect`` AP end to
 end, with the classifier's crops cut at the fixed correction (the runtime's choice) or at the landmark boxes.
 
@@ -38,7 +39,14 @@ from maskwatch.runtime.boxes import (
     iou_matrix,
 )
 from maskwatch.runtime.detectors import Detections
-from maskwatch.runtime.pipeline import MaskPipeline, PipelineConfig, extra_sizes_for, reshaped, still_image_defaults
+from maskwatch.runtime.pipeline import (
+    MaskPipeline,
+    PipelineConfig,
+    extra_sizes_for,
+    reshaped,
+    still_image_defaults,
+    touching_edge,
+)
 from maskwatch.runtime.scene_eval import Detection, average_precision, score_scenes
 from maskwatch.runtime.scenes import load_ground_truth
 
@@ -95,6 +103,32 @@ def placed(found: tuple, size: tuple[int, int], shape: LandmarkBoxShape) -> tupl
     return boxes, *found[1:]
 
 
+def matched_at_half(
+    found: dict, truths: dict, labels: dict, sizes: dict, stems, shapes: dict[str, LandmarkBoxShape]
+) -> dict[str, dict[str, int]]:
+    """Per group (each class, and faces whose detected box touches the image edge): how many annotated faces the
+    detection they overlap most (at IoU >= 0.3, as detected) covers at IoU >= 0.5 once placed by each of ``shapes``
+    (the runtime's placement, edge rule included; "raw map" variants apply the map to every box)."""
+    counts: dict[str, dict[str, int]] = {}
+    for s in stems:
+        boxes, _, marks = found[s]
+        width, height = sizes[s]
+        for g, d in best_matches(truths[s], boxes, 0.3):
+            groups = [labels[s][g]] + (["at the image edge"] if touching_edge(boxes[d : d + 1], (height, width))[0] else [])
+            for group in groups:
+                row = counts.setdefault(group, {"faces": 0, **{name: 0 for name in shapes}})
+                row["faces"] += 1
+                for name, shape in shapes.items():
+                    if name.startswith("raw"):
+                        placed_box = shape.apply(boxes[d : d + 1], marks[d : d + 1])
+                    else:
+                        placed_box = placed((boxes[d : d + 1], found[s][1][d : d + 1], marks[d : d + 1]), (width, height), shape)[
+                            0
+                        ]
+                    row[name] += int(iou_matrix(truths[s][g : g + 1], placed_box)[0, 0] >= 0.5)
+    return counts
+
+
 def figures(found: dict, truths: dict, stems) -> dict:
     detections = [Detection(s, b, float(c)) for s in stems for b, c in zip(found[s][0], found[s][1])]
     ap, recall, _ = average_precision(detections, {s: truths[s] for s in stems})
@@ -129,15 +163,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--classify", choices=("val", "test"), help="also score this split's photos end to end")
     parser.add_argument("--print-constant", action="store_true", help="print the fit as Python, for runtime/boxes.py")
+    parser.add_argument("--by-class", action="store_true", help="faces matched at IoU 0.5 per class and at the edge")
     args = parser.parse_args()
     split_of = {
         (r.sample.source, Path(r.sample.path).stem): r.split for r in read_manifest(args.splits) if r.sample.box is not None
     }
     sets = cached_detections(args.scenes, args.size, args.cache)
-    truths, sizes = {}, {}
+    truths, labels, sizes = {}, {}, {}
     for root in args.scenes:
         truth, _ = load_ground_truth(root / "images", root / "annotations")
         truths[root.name] = {s: np.array([b for _, b in objs], np.float64).reshape(-1, 4) for s, (_, objs) in truth.items()}
+        labels[root.name] = {s: [label for label, _ in objs] for s, (_, objs) in truth.items()}
         sizes[root.name] = {s: Image.open(path).size for s, (path, _) in truth.items()}  # (width, height)
     stems_of = {
         (name, split): sorted(s for s in truths[name] if split_of.get((name, s)) == split)
@@ -173,6 +209,18 @@ def main() -> None:
                     f"| {name} | {split} ({len(stems)}) | {variant} | {row['face_ap']:.4f} | {row['recall']:.4f} "
                     f"| {row['median_iou']:.3f} |"
                 )
+    if args.by_class:
+        shapes = {
+            "fixed correction": plain,
+            "raw landmark map": CENTERFACE_TO_ANNOTATED_BY_LANDMARKS,
+            "landmark map (shipped)": CENTERFACE_TO_ANNOTATED_BY_LANDMARKS,
+        }
+        print(f"\n| set | split | faces | matched at IoU 0.5: {' / '.join(shapes)} |\n|---|---|---|---|")
+        for name in truths:
+            for split in ("train", "val", "test"):
+                counts = matched_at_half(sets[name], truths[name], labels[name], sizes[name], stems_of[(name, split)], shapes)
+                for group, row in sorted(counts.items()):
+                    print(f"| {name} | {split} | {group}: {row['faces']} | {' / '.join(str(row[k]) for k in shapes)} |")
     if args.classify:
         pipeline = MaskPipeline(
             PipelineConfig(detector_size=args.size, flip=still_image_defaults(True, args.size, None, None)[1])
