@@ -271,7 +271,14 @@ def _faces_with_landmarks(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 
 def test_landmark_box_shape_learns_what_a_fixed_correction_cannot():
-    from maskwatch.runtime.boxes import BoxShape, LandmarkBoxShape, fit_box_shape, fit_landmark_box_shape, iou_matrix
+    from maskwatch.runtime.boxes import (
+        BoxShape,
+        LandmarkBoxShape,
+        fit_box_shape,
+        fit_landmark_box_shape,
+        iou_matrix,
+        mirrored_pairs,
+    )
 
     boxes, marks = _faces_with_landmarks(400)
     # annotators centre the box on the nose: its offset from the detected centre moves the annotated box with it
@@ -284,8 +291,6 @@ def test_landmark_box_shape_learns_what_a_fixed_correction_cannot():
     fixed = np.diag(iou_matrix(fit_box_shape(annotated, boxes).apply(boxes)[20:], annotated[20:]))
     assert by_landmarks.min() > 0.97 and fixed.min() < 0.85
     # a mirrored face gets the mirrored box
-    from maskwatch.runtime.boxes import mirrored_pairs
-
     _, mirror_boxes, mirror_marks = mirrored_pairs(annotated, boxes, marks)
     mirror_of_fit = mirrored_pairs(fitted.apply(boxes, marks), boxes, marks)[0]
     assert np.allclose(fitted.apply(mirror_boxes, mirror_marks), mirror_of_fit, atol=1e-3)
