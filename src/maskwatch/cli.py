@@ -32,8 +32,8 @@ BOX_SHAPE_OPTION = typer.Option(
     None,
     "--box-shape/--no-box-shape",
     help="Reshape CenterFace's boxes to the face extent annotators draw (fitted on the train photos of both shared scene "
-    "sets; placed by the face's landmarks from a detector size of 640 or native, one fixed correction below; the "
-    "classifier's crops always use the fixed one). Default: on for photos (an image, a folder or a glob, videos inside "
+    "sets; placed by the face's landmarks at detector sizes above 640, one fixed correction at 640 and below and at "
+    "native size; the classifier's crops always use the fixed one). Default: on for photos (an image, a folder or a glob, videos inside "
     "them included), off for a video file, webcam or stream.",
 )
 FLIP_OPTION = typer.Option(
