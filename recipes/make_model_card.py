@@ -164,7 +164,7 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
         print()
     if args.scenes:
         print(
-            "## End to end on the shared scenes (CenterFace at 960 px, boxes placed by the landmarks, mirrored pass, 640 px pass; this classifier; IoU 0.5)\n"
+            "## End to end on the shared scenes (CenterFace at 960 px, boxes placed by the landmarks, mirrored pass, 640 px pass, faces ranked from all passes; this classifier; IoU 0.5)\n"
         )
         print(
             "`maskwatch evaluate-scenes IMAGES ANNOTATIONS --json ...` (the same numbers come from `maskwatch detect FOLDER --json` scored with `--predictions`).\n"

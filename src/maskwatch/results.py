@@ -17,10 +17,11 @@ class Face:
     label: str
     score: float  # calibrated probability of ``label``
     probs: dict[str, float]
-    face_score: float
+    face_score: float  # how sure the pipeline is that this is a face (photo default: see runtime.face_ranking)
     landmarks: np.ndarray | None = None  # (5, 2): eyes, nose, mouth corners, when the detector gives them
     uncertain: bool = False
     track_id: int | None = None
+    detector_score: float | None = None  # the detector's own score, when face_score is another (photos)
 
     def __post_init__(self) -> None:
         if np.shape(self.box) != (4,):
@@ -40,6 +41,8 @@ class Face:
             "face_score": round(self.face_score, 4),
             "probs": {k: round(v, 4) for k, v in self.probs.items()},
         }
+        if self.detector_score is not None:
+            record["detector_score"] = round(self.detector_score, 4)
         if self.uncertain:
             record["uncertain"] = True
         if self.track_id is not None:

@@ -34,6 +34,9 @@ class Detections:
     # (N, 4): where the classifier cuts each face, when not at ``boxes`` (photos: boxes placed by the landmarks, crops
     # cut where the classifier was trained and chosen; see pipeline.reshaped)
     crop_boxes: np.ndarray | None = None
+    # (N,): what the faces are ranked by and reported as ``face_score``, when not ``scores`` (photo default: the
+    # probability fitted from all passes, face_ranking.py); ``scores`` still decides --min-face-score
+    face_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -41,6 +44,8 @@ class Detections:
             raise ValueError(f"inconsistent detections: boxes {self.boxes.shape}, scores {self.scores.shape}")
         if self.crop_boxes is not None and self.crop_boxes.shape != (n, 4):
             raise ValueError(f"crop_boxes must be (N, 4), got {self.crop_boxes.shape}")
+        if self.face_scores is not None and self.face_scores.shape != (n,):
+            raise ValueError(f"face_scores must be (N,), got {self.face_scores.shape}")
         if self.landmarks is not None and self.landmarks.shape != (n, 5, 2):
             raise ValueError(f"landmarks must be (N, 5, 2), got {self.landmarks.shape}")
 

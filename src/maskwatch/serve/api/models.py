@@ -51,8 +51,9 @@ class FaceOut(BaseModel):
     box: list[float] = Field(description="[x1, y1, x2, y2] in the image's pixels")
     label: str
     score: float
-    face_score: float
+    face_score: float = Field(description="how sure the pipeline is that this is a face (photos: fitted from all passes)")
     probs: dict[str, float]
+    detector_score: float | None = Field(None, description="the detector's own score, when face_score is another")
     uncertain: bool | None = None
     landmarks: list[list[float]] | None = None
 
