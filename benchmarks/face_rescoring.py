@@ -25,6 +25,7 @@ from maskwatch.data.splits import read_manifest
 from maskwatch.imaging import load_rgb
 from maskwatch.labels import LABELS
 from maskwatch.progress import track
+from maskwatch.results import Face
 from maskwatch.runtime.boxes import iou_matrix
 from maskwatch.runtime.detectors import Detections
 from maskwatch.runtime.face_ranking import RANKING_FEATURES, FaceRanking, fit_face_ranking, ranking_features
@@ -126,22 +127,15 @@ def predictions(item: dict, size: int, ranking: FaceRanking | np.ndarray | None)
         scores = ranking.score(fused, passes, shape)
     else:
         scores = (covered(faces.boxes, ranking) + fused.scores) / 2
-    keep = fused.scores >= 0.2  # --min-face-score, on the detector's own score as the runtime does
+    floors = PipelineConfig()  # the runtime's --min-face-score (on the detector's score) and --min-face-size
     sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
-    keep &= sides >= 6.0
+    keep = (fused.scores >= floors.min_face_score) & (sides >= floors.min_face_size)
     records = []
     for i in np.nonzero(keep)[0]:
         row = item["probs"][i]
         best = int(row.argmax())
-        records.append(
-            {
-                "box": faces.boxes[i].tolist(),
-                "label": LABELS[best],
-                "score": float(row[best]),
-                "probs": dict(zip(LABELS, map(float, row))),
-                "face_score": float(scores[i]),
-            }
-        )
+        face = Face(faces.boxes[i], LABELS[best], float(row[best]), dict(zip(LABELS, map(float, row))), float(scores[i]))
+        records.append(face.to_json())  # rounded as `detect --json` writes it
     return records
 
 

@@ -13,6 +13,8 @@ digit). ``--by-class`` counts the faces each placement covers at IoU 0.5 per cla
 split. With ``--classify SPLIT`` it also classifies the faces of that split's photos (shipped int8 classifier,
 mirrored at 640 px and up, as ``detect`` does on photos) and reports 3-class mAP and ``mask_incorrect`` AP end to
 end, with the classifier's crops cut at the fixed correction (the runtime's choice) or at the landmark boxes.
+Faces are ranked by the detector's score here (the cache keeps no passes), not by the photo default's face ranking
+(``benchmarks/face_rescoring.py``).
 
     python benchmarks/landmark_boxes.py ../shared/data/scenes ../shared/data/scenes-ilc \
         --splits recipes/default_splits.csv.gz --cache runs/landmark_boxes.npz

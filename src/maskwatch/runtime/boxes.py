@@ -98,7 +98,13 @@ def moved_boxes(
     return np.column_stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h]).astype(np.float32)
 
 
-def fuse_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.55) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+#: Boxes of different passes that overlap at least this much are one face (:func:`fuse_passes`).
+FUSION_IOU = 0.55
+
+
+def fuse_passes(
+    passes: list[tuple[np.ndarray, np.ndarray]], iou: float = FUSION_IOU
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted box fusion of several detector passes over one image ((boxes, scores) each, in image pixels): boxes
     that overlap by ``iou`` are averaged, weighted by score, a face taking at most as many boxes as there are passes
     (within a pass, non-maximum suppression already keeps overlapping boxes apart). A fused box

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maskwatch.runtime.boxes import LANDMARK_FEATURES, MIRRORED_LANDMARKS, iou_matrix, landmark_features
+from maskwatch.runtime.boxes import FUSION_IOU, LANDMARK_FEATURES, MIRRORED_LANDMARKS, iou_matrix, landmark_features
 from maskwatch.runtime.detectors import Detections
 
 #: Names of :func:`ranking_features`, in order.
@@ -32,19 +32,31 @@ RANKING_FEATURES = (
     "log count of sure faces",
 )
 
-#: Faces at least this sure set the image's scale for the relative-size feature.
-SURE_SCORE = 0.5
+#: Faces at least this sure, and at least :data:`SURE_SIDE` pixels across, set the image's scale for the relative-size
+#: feature.
+SURE_SCORE, SURE_SIDE = 0.5, 6.0
+
+#: Sightings under this detector score do not count as a pass seeing a face: the fit saw passes made at the default
+#: ``--min-face-score`` (0.2), and a lower floor must not change the features of the faces above it.
+SIGHTING_FLOOR = 0.2
+
+#: Landmark features (box units) are clipped to this: a degenerate box puts its landmarks millions of widths away.
+MAX_LANDMARK_FEATURE = 2.0
 
 
-def pass_scores(boxes: np.ndarray, passes: list[Detections], iou: float = 0.55) -> np.ndarray:
-    """(N, passes): per fused box, the score of each pass's box that overlaps it most at ``iou`` or more (0: unseen)."""
+def pass_scores(boxes: np.ndarray, passes: list[Detections], iou: float = FUSION_IOU) -> np.ndarray:
+    """(N, passes): per fused box, the score of the sighting of each pass that overlaps it most at ``iou`` (the fusion's
+    own threshold) or more, 0 where none does. Re-matched after fusion, so a member the averaged box moved away from
+    may not count: an approximation the fit saw too."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     out = np.zeros((len(boxes), len(passes)))
     for j, found in enumerate(passes):
-        if len(boxes) and len(found.boxes):
-            overlap = iou_matrix(np.asarray(boxes, np.float64), np.asarray(found.boxes, np.float64))
+        counted = np.asarray(found.scores, np.float64) >= SIGHTING_FLOOR
+        if len(boxes) and counted.any():
+            overlap = np.nan_to_num(iou_matrix(boxes, np.asarray(found.boxes, np.float64)[counted]), nan=-1.0)
             best = overlap.argmax(1)
             seen = overlap[np.arange(len(boxes)), best] >= iou
-            out[seen, j] = np.asarray(found.scores, np.float64)[best[seen]]
+            out[seen, j] = np.asarray(found.scores, np.float64)[counted][best[seen]]
     return out
 
 
@@ -59,15 +71,19 @@ def mirror_averaged(features: np.ndarray) -> np.ndarray:
 def ranking_features(fused: Detections, passes: list[Detections], shape: tuple[int, int]) -> np.ndarray:
     """(N, len(RANKING_FEATURES)) features of the fused detections of one image of ``shape`` (height, width)."""
     boxes = np.asarray(fused.boxes, np.float64).reshape(-1, 4)
-    best = np.clip(np.asarray(fused.scores, np.float64), 1e-4, 1 - 1e-4)
+    raw = np.asarray(fused.scores, np.float64)
+    finite = np.isfinite(boxes).all(1) & np.isfinite(raw)  # other rows get finite features here, the detector's score
+    boxes, raw = np.where(finite[:, None], boxes, 0.0), np.where(finite, raw, 0.0)  # from FaceRanking.score
+    best = np.clip(raw, 1e-4, 1 - 1e-4)
     seen = pass_scores(boxes, passes)
     side = np.maximum(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]), 1.0)
     marks = np.zeros((len(boxes), LANDMARK_FEATURES))
     if fused.landmarks is not None and len(boxes):
-        marks = np.nan_to_num(mirror_averaged(landmark_features(boxes, fused.landmarks)), nan=0.0, posinf=0.0, neginf=0.0)
+        marks = np.nan_to_num(mirror_averaged(landmark_features(boxes, fused.landmarks)), nan=0.0)
+        marks = marks.clip(-MAX_LANDMARK_FEATURE, MAX_LANDMARK_FEATURE)
     log_side = np.log(side)
-    sure = best >= SURE_SCORE
-    largest = side[sure].max() if sure.any() else (side.max() if len(side) else 1.0)
+    sure = finite & (best >= SURE_SCORE) & (side >= SURE_SIDE)
+    largest = side[sure].max() if sure.any() else (side[finite].max() if finite.any() else 1.0)
     return np.column_stack(
         [
             np.log(best / (1 - best)),
@@ -99,8 +115,12 @@ class FaceRanking:
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
 
     def score(self, fused: Detections, passes: list[Detections], shape: tuple[int, int]) -> np.ndarray:
-        """Probability that an annotator would have drawn each of the fused detections of one image."""
-        return self.probability(ranking_features(fused, passes, shape)).astype(np.float32)
+        """Probability that an annotator would have drawn each of the fused detections of one image; the detector's
+        score where box or score is not finite."""
+        probability = self.probability(ranking_features(fused, passes, shape))
+        scores = np.asarray(fused.scores, np.float64)
+        usable = np.isfinite(np.asarray(fused.boxes, np.float64)).all(1) & np.isfinite(scores) & np.isfinite(probability)
+        return np.where(usable, probability, scores).astype(np.float32)
 
 
 def fit_face_ranking(features: np.ndarray, covered: np.ndarray, regularisation: float = 1.0) -> FaceRanking:
@@ -123,25 +143,25 @@ def fit_face_ranking(features: np.ndarray, covered: np.ndarray, regularisation: 
 #: large as the photo's largest sure one and faces every pass saw rank up; the landmarks weigh in too.
 PHOTO_FACE_RANKING = FaceRanking(
     weights=(
-        1.00718,  # best score (logit)
-        0.78538,  # passes that saw it
-        2.46203,  # mean score over passes
-        -4.08261,  # log side (px)
-        0.335041,  # log side squared
-        1.37805,  # log side / image short side
-        4.31778,  # landmark eye l x
-        -4.31778,  # landmark eye r x
+        1.00429,  # best score (logit)
+        0.7778,  # passes that saw it
+        2.47028,  # mean score over passes
+        -4.06708,  # log side (px)
+        0.330876,  # log side squared
+        1.39646,  # log side / image short side
+        4.25224,  # landmark eye l x
+        -4.25224,  # landmark eye r x
         0,  # landmark nose x
-        -5.25983,  # landmark mouth l x
-        5.25983,  # landmark mouth r x
-        -0.010324,  # landmark eye l y
-        -0.010324,  # landmark eye r y
-        1.45335,  # landmark nose y
-        -0.599535,  # landmark mouth l y
-        -0.599535,  # landmark mouth r y
-        0.54955,  # log aspect ratio
-        1.7048,  # log side / largest sure face's side
-        0.0118754,  # log count of sure faces
+        -5.20849,  # landmark mouth l x
+        5.20849,  # landmark mouth r x
+        0.0223728,  # landmark eye l y
+        0.0223728,  # landmark eye r y
+        1.41278,  # landmark nose y
+        -0.599898,  # landmark mouth l y
+        -0.599898,  # landmark mouth r y
+        0.537904,  # log aspect ratio
+        1.69964,  # log side / largest sure face's side
+        0.0107055,  # log count of sure faces
     ),
-    intercept=12.018,
+    intercept=12.0666,
 )

@@ -21,7 +21,7 @@ from maskwatch.runtime.boxes import (
 )
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.detectors import Detections, FaceDetector, make_detector
-from maskwatch.runtime.face_ranking import PHOTO_FACE_RANKING, FaceRanking
+from maskwatch.runtime.face_ranking import PHOTO_FACE_RANKING, SIGHTING_FLOOR, FaceRanking
 from maskwatch.runtime.selfcheck import check_outputs
 
 log = logging.getLogger(__name__)
@@ -108,19 +108,24 @@ def extra_sizes_for(still: bool, detector_size: int, multi_scale: bool | None) -
     return (MULTI_SCALE_SIZE,) if wanted and larger else ()
 
 
+#: The detector size photos get by default (``detect``, ``evaluate-scenes``); the face ranking was fitted there.
+PHOTO_DETECTOR_SIZE = 960
+
+
 def ranking_for(config: PipelineConfig) -> FaceRanking | None:
-    """The face ranking of a run: :data:`~maskwatch.runtime.face_ranking.PHOTO_FACE_RANKING` for the pass layout it
-    was fitted on (CenterFace above :data:`MULTI_SCALE_SIZE`, with the mirrored pass and the one at that size: the
-    photo default at 960 px), none otherwise. On the val photos it lifted scenes-ilc face AP 0.829 -> 0.844 and 3-class
-    mAP 0.769 -> 0.787, the Kaggle scenes' 3-class mAP 0.712 -> 0.720 (face AP 0.900 -> 0.899); README, "Ranking
-    photo faces"."""
-    fitted_layout = (
+    """The face ranking of a run: :data:`~maskwatch.runtime.face_ranking.PHOTO_FACE_RANKING` for exactly the setting it
+    was fitted on (the photo default: fp32 CenterFace at 960 px, mirrored and 640 px passes, boxes reshaped), none
+    otherwise. On the val photos it lifted scenes-ilc face AP 0.829 -> 0.844 and 3-class mAP 0.769 -> 0.787, the
+    Kaggle scenes' 3-class mAP 0.712 -> 0.720 (face AP 0.900 -> 0.899); README, "Ranking photo faces"."""
+    fitted_setting = (
         config.detector == "centerface"
-        and config.detector_size > MULTI_SCALE_SIZE
+        and config.detector_size == PHOTO_DETECTOR_SIZE
+        and config.detector_int8 is not True
         and config.flip
-        and MULTI_SCALE_SIZE in config.extra_detector_sizes
+        and config.box_shape
+        and tuple(config.extra_detector_sizes) == (MULTI_SCALE_SIZE,)
     )
-    return PHOTO_FACE_RANKING if fitted_layout else None
+    return PHOTO_FACE_RANKING if fitted_setting else None
 
 
 def reshaped(
@@ -199,14 +204,17 @@ class MaskPipeline:
         self.classifier = classifier or OnnxMaskClassifier(config.model, device=config.device, threads=config.threads)
         warn_if_departed(self.classifier)
         options: dict = {"device": config.device, "threads": config.threads}
+        self.ranking = ranking_for(config) if detector is None else None
         if config.detector == "centerface":
-            options.update(input_size=config.detector_size, threshold=min(config.min_face_score, 0.35), int8=config.detector_int8)
+            threshold = min(config.min_face_score, 0.35)
+            if self.ranking is not None:  # the passes the ranking reads are the ones it was fitted on, whatever the floor
+                threshold = min(threshold, SIGHTING_FLOOR)
+            options.update(input_size=config.detector_size, threshold=threshold, int8=config.detector_int8)
         self.detector = detector or make_detector(config.detector, **options)
         self.extra_detectors = [
             make_detector("centerface", **{**options, "input_size": size})
             for size in (config.extra_detector_sizes if config.detector == "centerface" and detector is None else ())
         ]
-        self.ranking = ranking_for(config) if detector is None else None
 
     @property
     def margin(self) -> float:
