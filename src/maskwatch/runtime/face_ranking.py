@@ -6,7 +6,8 @@ next to the photo's other faces, and where its landmarks sit in the box. On the 
 detections perfectly would lift face AP from 0.829 to 0.911: detections nobody annotated, mostly small faces in the
 background of photos with larger ones, rank among annotated faces. A logistic regression over those features, fitted
 on the train-split photos of both scene sets (``benchmarks/face_rescoring.py``), gives the probability photos are
-ranked by and report as ``face_score``; the detector's own score still decides ``--min-face-score``.
+ranked by and report as ``face_score``; the detector's own score still decides ``--min-face-score``. The same fit on
+the photo default at 640 px (mirrored pass) serves ``--detector-size 640``.
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ def fit_face_ranking(features: np.ndarray, covered: np.ndarray, regularisation: 
     return FaceRanking(tuple(map(float, weights)), float(model.intercept_[0] - weights @ mean))
 
 
-#: The ranking photos at the default size get: fitted on the 7419 detections of the photo default (960 px, mirrored
-#: and 640 px passes) in the train-split photos of both shared scene sets, 3441 of them covered by an annotated face at
+#: The ranking of the photo default at 960 px: fitted on its 7419 detections (fp32 CenterFace at 960 px, mirrored and
+#: 640 px passes) in the train-split photos of both shared scene sets, 3441 of them covered by an annotated face at
 #: IoU 0.5 once reshaped (``python benchmarks/face_rescoring.py ../shared/data/scenes ../shared/data/scenes-ilc
 #: --splits recipes/default_splits.csv.gz --cache runs/face_passes.npz --print-constant``). Larger faces, faces as
 #: large as the photo's largest sure one and faces every pass saw rank up; the landmarks weigh in too.
@@ -165,3 +166,35 @@ PHOTO_FACE_RANKING = FaceRanking(
     ),
     intercept=12.0666,
 )
+
+#: The same fit for photos at ``--detector-size 640`` (fp32, mirrored pass; 6591 detections, 3341 covered; the
+#: command above with ``--size 640 --cache runs/face_passes_640.npz``).
+PHOTO_FACE_RANKING_640 = FaceRanking(
+    weights=(
+        0.66723,  # best score (logit)
+        0.0759901,  # passes that saw it
+        3.81205,  # mean score over passes
+        -3.06418,  # log side (px)
+        0.245017,  # log side squared
+        0.904765,  # log side / image short side
+        6.97965,  # landmark eye l x
+        -6.97965,  # landmark eye r x
+        0,  # landmark nose x
+        -9.3201,  # landmark mouth l x
+        9.3201,  # landmark mouth r x
+        -3.17117,  # landmark eye l y
+        -3.17117,  # landmark eye r y
+        6.13419,  # landmark nose y
+        -0.400039,  # landmark mouth l y
+        -0.400039,  # landmark mouth r y
+        0.472376,  # log aspect ratio
+        1.72205,  # log side / largest sure face's side
+        0.0736487,  # log count of sure faces
+    ),
+    intercept=7.09523,
+)
+
+#: Photo rankings by detector size, each for the photo default's passes at that size (``pipeline.ranking_for``). None at
+#: 320 px: issue 9 asks that the speed path not slow down, and there a ranking costs 0.2-0.3 ms per photo for 0.01 of
+#: val 3-class mAP (README, "Ranking photo faces").
+PHOTO_FACE_RANKINGS = {960: PHOTO_FACE_RANKING, 640: PHOTO_FACE_RANKING_640}

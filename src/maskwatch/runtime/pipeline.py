@@ -20,8 +20,8 @@ from maskwatch.runtime.boxes import (
     fuse_passes,
 )
 from maskwatch.runtime.classifier import OnnxMaskClassifier
-from maskwatch.runtime.detectors import Detections, FaceDetector, make_detector
-from maskwatch.runtime.face_ranking import PHOTO_FACE_RANKING, SIGHTING_FLOOR, FaceRanking
+from maskwatch.runtime.detectors import Detections, FaceDetector, int8_by_default, make_detector
+from maskwatch.runtime.face_ranking import PHOTO_FACE_RANKINGS, SIGHTING_FLOOR, FaceRanking
 from maskwatch.runtime.selfcheck import check_outputs
 
 log = logging.getLogger(__name__)
@@ -108,24 +108,23 @@ def extra_sizes_for(still: bool, detector_size: int, multi_scale: bool | None) -
     return (MULTI_SCALE_SIZE,) if wanted and larger else ()
 
 
-#: The detector size photos get by default (``detect``, ``evaluate-scenes``); the face ranking was fitted there.
-PHOTO_DETECTOR_SIZE = 960
-
-
 def ranking_for(config: PipelineConfig) -> FaceRanking | None:
-    """The face ranking of a run: :data:`~maskwatch.runtime.face_ranking.PHOTO_FACE_RANKING` for exactly the setting it
-    was fitted on (the photo default: fp32 CenterFace at 960 px, mirrored and 640 px passes, boxes reshaped), none
-    otherwise. On the val photos it lifted scenes-ilc face AP 0.829 -> 0.844 and 3-class mAP 0.769 -> 0.787, the
-    Kaggle scenes' 3-class mAP 0.712 -> 0.720 (face AP 0.900 -> 0.899); README, "Ranking photo faces"."""
+    """The face ranking of a run: the one of :data:`~maskwatch.runtime.face_ranking.PHOTO_FACE_RANKINGS` fitted on
+    exactly this setting (fp32 CenterFace at 960 or 640 px with the passes photos get by default there, boxes
+    reshaped), none otherwise: not at 320 px (the speed path), and video, webcams and streams reshape no box, so they
+    keep the detector's score. On the val photos at 960 px it lifted scenes-ilc face AP 0.829 -> 0.844 and 3-class mAP 0.769
+    -> 0.787, the Kaggle scenes' 3-class mAP 0.712 -> 0.720 (face AP 0.901 -> 0.899); README, "Ranking photo faces"."""
+    size = config.detector_size
+    ranking = PHOTO_FACE_RANKINGS.get(size)
+    if ranking is None or config.detector != "centerface" or not config.box_shape:
+        return None
+    int8 = config.detector_int8 if config.detector_int8 is not None else config.device == "cpu" and int8_by_default(size)
     fitted_setting = (
-        config.detector == "centerface"
-        and config.detector_size == PHOTO_DETECTOR_SIZE
-        and config.detector_int8 is not True
-        and config.flip
-        and config.box_shape
-        and tuple(config.extra_detector_sizes) == (MULTI_SCALE_SIZE,)
+        config.flip == still_image_defaults(True, size, None, None)[1]
+        and tuple(config.extra_detector_sizes) == extra_sizes_for(True, size, None)
+        and int8 == int8_by_default(size)
     )
-    return PHOTO_FACE_RANKING if fitted_setting else None
+    return ranking if fitted_setting else None
 
 
 def reshaped(
