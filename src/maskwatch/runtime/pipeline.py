@@ -113,7 +113,7 @@ def ranking_for(config: PipelineConfig) -> FaceRanking | None:
     exactly this setting (fp32 CenterFace at 960 or 640 px with the passes photos get by default there, boxes
     reshaped), none otherwise: not at 320 px (the speed path), and video, webcams and streams reshape no box, so they
     keep the detector's score. On the val photos at 960 px it lifted scenes-ilc face AP 0.829 -> 0.844 and 3-class mAP 0.769
-    -> 0.787, the Kaggle scenes' 3-class mAP 0.712 -> 0.720 (face AP 0.901 -> 0.899); README, "Ranking photo faces"."""
+    -> 0.787, the Kaggle scenes' 3-class mAP 0.712 -> 0.720 (face AP 0.9005 -> 0.8994); README, "Ranking photo faces"."""
     size = config.detector_size
     ranking = PHOTO_FACE_RANKINGS.get(size)
     if ranking is None or config.detector != "centerface" or not config.box_shape:
