@@ -76,6 +76,8 @@ def placed(passes: list[Detections], shape: tuple[int, int], size: int) -> Detec
 
 
 def cached_sets(roots: list[Path], size: int, cache: Path | None) -> dict[str, dict]:
+    """Per set name, :func:`detect_set`'s results: read from ``cache`` when it holds them at this size, else made (with
+    the shipped classifier; delete the cache after changing it) and written there."""
     if cache is not None and cache.exists():
         flat = dict(np.load(cache, allow_pickle=False))
         if int(flat.pop("detector_size", -1)) != size:
