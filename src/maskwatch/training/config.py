@@ -79,6 +79,10 @@ class TrainConfig:
     val_fraction: float = Field(0.15, description="Share of face groups held out for validation.")
     test_fraction: float = Field(0.15, description="Share of face groups held out for the test report.")
     exclude: tuple[str, ...] = Field((), description="File listing mislabelled files to leave out; repeat for several.")
+    relabel: tuple[str, ...] = Field(
+        (),
+        description="File of 'PATH -> LABEL' corrections for whole-face files filed under the wrong class; repeat for several.",
+    )
     splits: str | None = Field(None, description="Reuse an earlier run's splits.csv instead of splitting anew.")
     device: str = Field("cpu", description="cpu or cuda.")
     mixed_precision: bool = Field(
@@ -86,7 +90,7 @@ class TrainConfig:
     )
     threads: int = Field(0, description="Torch CPU threads (0 = torch's default).")
 
-    @field_validator("data", "exclude", mode="before")
+    @field_validator("data", "exclude", "relabel", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         """A single path may be written without a list; YAML numbers in paths are kept as text."""

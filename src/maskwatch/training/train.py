@@ -9,6 +9,7 @@ augmentations every epoch instead (better on a GPU, or when fine-tuning every bl
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 from torchvision import tv_tensors
 
+from maskwatch.data.corrections import apply_label_corrections, read_label_corrections
 from maskwatch.data.index import index_sources
 from maskwatch.data.loading import LoadedSamples, assign_splits, box_cut_crops, load_samples
 from maskwatch.data.splits import SplitFractions, read_manifest, write_manifest
@@ -78,6 +80,18 @@ def apply_exclusions(samples: list, excluded: dict[str, set[Path]]) -> tuple[lis
     return kept, [entry for entry in excluded if entry not in used]
 
 
+def relabelled(samples: list, files: tuple[str, ...], where: str) -> list:
+    """``samples`` with the corrections of the ``--relabel`` lists applied; a correction naming no file is logged."""
+    if not files:
+        return samples
+    corrected, unmatched = apply_label_corrections(samples, read_label_corrections(files))
+    for entry in unmatched:
+        log.warning("--relabel: %s matches no whole-face file in %s; check the path (relative to %s)", entry, where, Path.cwd())
+    changed = sum(a.label != b.label for a, b in zip(samples, corrected))
+    log.info("%d faces relabelled by %s", changed, ", ".join(files))
+    return corrected
+
+
 def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[str]]:
     """Index and load every source, drop excluded files; return samples, splits and problems."""
     if config.splits:
@@ -86,6 +100,7 @@ def prepare_data(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[st
     samples, unmatched = apply_exclusions(report.samples, read_exclusions(config.exclude))
     for entry in unmatched:
         log.warning("--exclude: %s matches no file in the data; check the path (relative to %s)", entry, Path.cwd())
+    samples = relabelled(samples, config.relabel, "the data")
     loaded = load_samples(samples, size=config.input_size, margin=config.margin, whole_image=config.whole_image)
     problems = report.problems + loaded.problems
     for problem in problems:
@@ -118,6 +133,9 @@ def _reuse_splits(config: TrainConfig) -> tuple[LoadedSamples, list[str], list[s
         kept_ids = {id(sample) for sample in samples}
         log.info("%d of %d manifest faces excluded as mislabelled", len(rows) - len(samples), len(rows))
         rows = [r for r in rows if id(r.sample) in kept_ids]
+    if config.relabel:
+        corrected = relabelled([r.sample for r in rows], config.relabel, str(config.splits))
+        rows = [dataclasses.replace(r, sample=sample) for r, sample in zip(rows, corrected)]
     loaded = load_samples(
         [r.sample for r in rows], size=config.input_size, margin=config.margin, hash_files=False, whole_image=config.whole_image
     )
