@@ -289,3 +289,16 @@ def test_train_without_usable_data_or_writable_out_or_a_real_manifest_is_one_lin
     assert "not a split manifest (missing columns" in result.output
     result = invoke(["evaluate", str(manifest)], 2)
     assert "not a split manifest" in result.output
+
+
+def test_train_with_a_malformed_relabel_list_is_one_line(tmp_path: Path):
+    pytest.importorskip("torch")
+    from tests.conftest import write_class_tree
+
+    faces = write_class_tree(tmp_path / "faces", per_class=4, size=32)
+    listing = tmp_path / "fixes.txt"
+    listing.write_text("# reasons\nfaces/with_mask/a.png -> worn_badly\n")
+    result = invoke(["train", "--data", str(faces), "--out", str(tmp_path / "run"), "--relabel", str(listing)], 2)
+    assert "fixes.txt:2: unknown label 'worn_badly'" in result.output
+    result = invoke(["train", "--data", str(faces), "--out", str(tmp_path / "run"), "--relabel", str(tmp_path / "no.txt")], 2)
+    assert "no.txt: cannot read" in result.output
