@@ -24,13 +24,15 @@ def table(per_source: dict) -> str:
     return "\n".join(lines)
 
 
-def incorrect_note(config: dict) -> str:
-    """How many real incorrectly worn masks the training split holds, counted from the manifest the run used."""
+def incorrect_note(config: dict, run: Path) -> str:
+    """How many real incorrectly worn masks the training split holds, counted from the manifest the run used: its own
+    ``splits.csv`` when there is one (the labels it trained on; the committed manifest may have been corrected since)."""
     from collections import Counter
 
     from maskwatch.data.splits import read_manifest
 
-    manifest = config.get("splits") or "recipes/default_splits.csv.gz"
+    own = run / "splits.csv"
+    manifest = own if own.is_file() else (config.get("splits") or "recipes/default_splits.csv.gz")
     counts = Counter(
         r.sample.source for r in read_manifest(Path(manifest)) if r.split == "train" and r.sample.label == "mask_incorrect"
     )
@@ -227,7 +229,9 @@ Leak-free splits: near-duplicate images (perceptual hash) and all faces of one p
 - `recipes/exclusions.txt` lists files whose labels are clearly wrong, with the reason: one chandrika test image (a
   beauty face-sheet with open nose and mouth, labelled with_mask), found while reading test errors, which the ONNX
   tables above still count; and scenes-ilc photos found by screening the train and val splits only.
-- Not a face-recognition model; it stores nothing about identities.""".replace("{incorrect_note}", incorrect_note(config))
+- Not a face-recognition model; it stores nothing about identities.""".replace(
+            "{incorrect_note}", incorrect_note(config, args.run)
+        )
     )
     for line in args.limit:
         print(f"- {line}")

@@ -36,7 +36,7 @@ MANIFEST = Path("recipes/default_splits.csv.gz")
 KEPT = ("n", "accuracy", "macro_f1", "per_class", "confusion_matrix")
 
 
-def test_scores(fp32: Path, int8: Path) -> dict:
+def score_test_split(fp32: Path, int8: Path) -> dict:
     """fp32 and int8 per source on the committed test split (one pass), printed as they come."""
     scores = {}
     for kind, path in (("fp32", fp32), ("int8", int8)):
@@ -58,7 +58,7 @@ def rescore_shipped(out: Path | None) -> None:
     they reproduce."""
     net, meta = load_checkpoint(ASSETS / "maskwatch_mobilenet_v2.safetensors")
     fp32 = export_onnx(net, meta, Path(tempfile.mkdtemp()) / "fp32.onnx")
-    scores = test_scores(fp32, ASSETS / "maskwatch_mobilenet_v2_int8.onnx")
+    scores = score_test_split(fp32, ASSETS / "maskwatch_mobilenet_v2_int8.onnx")
     if out is not None:
         write_json(out, scores, indent=1)
     write_json(ASSETS / "test_metrics.json", {"splits": str(MANIFEST), "int8": scores["int8"]}, indent=1)
@@ -79,10 +79,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="with --rescore: where the fp32 and int8 scores go (JSON)")
     args = parser.parse_args()
     if args.rescore:
+        if args.run is not None or args.splits is not None or args.candidate:
+            parser.error("--rescore scores the shipped files: give no run, --splits or --candidate with it")
         rescore_shipped(args.out)
         return
     if args.run is None:
         parser.error("give a run folder, or --rescore")
+    if args.out is not None:
+        parser.error("--out goes with --rescore (a run writes RUN/onnx_test.json)")
     net, meta = load_checkpoint(args.run / "best.safetensors")
     splits = args.splits or args.run / "splits.csv"
     work = Path(tempfile.mkdtemp())
@@ -111,7 +115,7 @@ def main() -> None:
         shutil.copyfile(fp32, args.run / "model_fp32.onnx")
         print(f"{args.run / 'candidate_int8.onnx'}: compare it on val (benchmarks/compare_classifiers.py); nothing shipped")
         return
-    scores = test_scores(fp32, int8)
+    scores = score_test_split(fp32, int8)
     write_json(args.run / "onnx_test.json", scores, indent=1)
     write_json(ASSETS / "test_metrics.json", {"splits": str(MANIFEST), "int8": scores["int8"]}, indent=1)
     shutil.copyfile(args.run / "best.safetensors", ASSETS / "maskwatch_mobilenet_v2.safetensors")

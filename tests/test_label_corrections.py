@@ -122,3 +122,14 @@ def test_the_committed_manifest_carries_the_listed_corrections_and_no_other_rela
             used.add(resolved)
     assert all(c.paths & used for c in corrections), "a listed correction names no row of the manifest"
     assert len(corrections) == 17
+
+
+def test_a_bom_and_two_spellings_of_one_file_are_read_as_meant(tmp_path: Path, monkeypatch):
+    """Editors on Windows save UTF-8 with a byte-order mark and CRLF; two agreeing entries for one file both count as
+    used (neither is reported as matching nothing)."""
+    monkeypatch.chdir(tmp_path)
+    listing = tmp_path / "fixes.txt"
+    listing.write_bytes("faces/a.jpg -> mask_incorrect\r\n./faces/a.jpg -> incorrect  # again\r\n".encode("utf-8-sig"))
+    corrections = read_label_corrections([listing])
+    corrected, unused = apply_label_corrections([Sample(Path("faces/a.jpg"), "with_mask", "faces")], corrections)
+    assert corrected[0].label == "mask_incorrect" and unused == []

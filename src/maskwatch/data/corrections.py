@@ -37,7 +37,7 @@ def read_label_corrections(files: Iterable[str | Path]) -> list[LabelCorrection]
     seen: dict[Path, str] = {}
     for file in files:
         try:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
+            lines = Path(file).read_text(encoding="utf-8-sig").splitlines()  # -sig: editors that write a BOM
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise ValueError(f"--relabel {file}: cannot read ({reason})") from None
@@ -65,14 +65,17 @@ def read_label_corrections(files: Iterable[str | Path]) -> list[LabelCorrection]
 def apply_label_corrections(samples: Sequence[Sample], corrections: Sequence[LabelCorrection]) -> tuple[list[Sample], list[str]]:
     """``samples`` with the corrected labels, and the entries that named no whole-face sample (each worth a warning:
     a typo or a moved file would otherwise quietly keep the wrong label)."""
-    label_of = {path: c for c in corrections for path in c.paths}
-    used: set[str] = set()
+    naming: dict[Path, list[LabelCorrection]] = {}
+    for correction in corrections:
+        for path in correction.paths:
+            naming.setdefault(path, []).append(correction)  # agreeing entries may name one file in two spellings
+    used: set[int] = set()
     out = []
     for sample in samples:
-        correction = label_of.get(Path(sample.path).resolve()) if sample.box is None else None
-        if correction is None:
+        matches = naming.get(Path(sample.path).resolve(), []) if sample.box is None else []
+        if not matches:
             out.append(sample)
             continue
-        used.add(correction.entry)
-        out.append(replace(sample, label=correction.label))
-    return out, [c.entry for c in corrections if c.entry not in used]
+        used.update(id(c) for c in matches)
+        out.append(replace(sample, label=matches[0].label))
+    return out, [c.entry for c in corrections if id(c) not in used]
