@@ -66,8 +66,8 @@ def test_unknown_key_suggests_the_close_match(tmp_path: Path):
 
 
 def test_a_single_path_and_numbers_in_paths_are_kept_as_text(tmp_path: Path):
-    config = load_config(write(tmp_path, "data: some/folder\nexclude: [2024, x.txt]\n"))
-    assert config.data == ("some/folder",) and config.exclude == ("2024", "x.txt")
+    config = load_config(write(tmp_path, "data: some/folder\nexclude: [2024, x.txt]\nrelabel: fixes.txt\n"))
+    assert config.data == ("some/folder",) and config.exclude == ("2024", "x.txt") and config.relabel == ("fixes.txt",)
 
 
 def test_replace_validates_and_keeps_unchanged_fields():
