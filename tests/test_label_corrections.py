@@ -133,3 +133,33 @@ def test_a_bom_and_two_spellings_of_one_file_are_read_as_meant(tmp_path: Path, m
     corrections = read_label_corrections([listing])
     corrected, unused = apply_label_corrections([Sample(Path("faces/a.jpg"), "with_mask", "faces")], corrections)
     assert corrected[0].label == "mask_incorrect" and unused == []
+
+
+def test_evaluate_scores_listed_files_under_their_corrected_label(tiny_model, tmp_path: Path, monkeypatch):
+    """``maskwatch evaluate DIR --relabel LIST`` scores a class-folder tree as training sees it after the corrections;
+    entries for files of other sources are one warning, not skipped files; a malformed list is one line, exit 2."""
+    import json
+
+    from tests.conftest import write_class_tree
+    from tests.test_reliability_cli import invoke
+
+    monkeypatch.chdir(tmp_path)
+    write_class_tree(tmp_path / "faces", per_class=3, size=32)
+    listing = tmp_path / "fixes.txt"
+    listing.write_text(
+        "faces/with_mask/with_mask_0.png -> mask_incorrect  # nose out\nother/with_mask/x.jpg -> mask_incorrect\n"
+    )
+    args = ["evaluate", "faces", "--model", str(tiny_model[1]), "--no-flip"]
+    invoke([*args, "--json", "plain.json"], 0)
+    output = invoke([*args, "--json", "fixed.json", "--relabel", str(listing)], 0).output
+    support = {
+        name: {label: row["support"] for label, row in json.loads(Path(name).read_text())["per_class"].items()}
+        for name in ("plain.json", "fixed.json")
+    }
+    assert support["plain.json"] == {"with_mask": 3, "without_mask": 3, "mask_incorrect": 3}
+    assert support["fixed.json"] == {"with_mask": 2, "without_mask": 3, "mask_incorrect": 4}
+    assert "1 faces of faces scored under a corrected label" in output
+    assert "1 correction(s) name no whole-face file of faces (first: other/with_mask/x.jpg)" in output
+    listing.write_text("faces/with_mask/with_mask_0.png -> masked_badly\n")
+    result = invoke([*args, "--relabel", str(listing)], 2)
+    assert "fixes.txt:1: unknown label 'masked_badly'" in result.output

@@ -242,6 +242,12 @@ def evaluate(
         help="Average each face's probabilities with its mirror image's, as `detect` does on still images "
         "(--no-flip: one pass, as video does).",
     ),
+    relabel: list[Path] = typer.Option(
+        [],
+        "--relabel",
+        help="Label-correction list (lines 'PATH -> LABEL  # reason', e.g. recipes/label_corrections.txt): whole-face "
+        "files it names are scored under the corrected label. Repeatable.",
+    ),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
     _require_extra("eval")
@@ -256,8 +262,8 @@ def evaluate(
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
     try:
-        result, scored, problems = evaluate_source(data_dir, classifier, split=split, mirrored=flip)
-    except ValueError as error:  # e.g. a split manifest with missing columns
+        result, scored, problems = evaluate_source(data_dir, classifier, split=split, mirrored=flip, relabel=relabel)
+    except ValueError as error:  # e.g. a split manifest with missing columns, or a malformed --relabel list
         _fail(str(error))
     for problem in problems:
         log.warning("%s", problem)

@@ -35,8 +35,30 @@ def is_manifest(path: Path) -> bool:
     return Path(path).is_file() and Path(path).name.endswith((".csv", ".csv.gz"))
 
 
-def samples_of(source: Path, split: str = "test") -> tuple[list[Sample], list[str]]:
-    """The labelled faces of a class-folder tree, a VOC scene folder, or the ``split`` rows of a manifest."""
+def samples_of(source: Path, split: str = "test", relabel: Sequence[Path] = ()) -> tuple[list[Sample], list[str]]:
+    """The labelled faces of a class-folder tree, a VOC scene folder, or the ``split`` rows of a manifest, with the
+    corrections of the ``relabel`` lists applied (see :mod:`maskwatch.data.corrections`)."""
+    samples, problems = _indexed(source, split)
+    if relabel:
+        from maskwatch.data.corrections import apply_label_corrections, read_label_corrections
+
+        before = [s.label for s in samples]
+        samples, unmatched = apply_label_corrections(samples, read_label_corrections(relabel))
+        changed = sum(old != s.label for old, s in zip(before, samples))
+        log.info("--relabel: %d faces of %s scored under a corrected label", changed, source)
+        if unmatched:  # a warning, not a skipped file; one line: a list written for several sources names them all
+            log.warning(
+                "--relabel: %d correction(s) name no whole-face file of %s (first: %s); paths are relative to %s "
+                "or to the list's folder",
+                len(unmatched),
+                source,
+                unmatched[0],
+                Path.cwd(),
+            )
+    return samples, problems
+
+
+def _indexed(source: Path, split: str) -> tuple[list[Sample], list[str]]:
     # The indexers are torch-free but live in the training-side data package; imported here so that importing the
     # runtime, and detect, never load maskwatch.data.
     from maskwatch.data.index import index_source
@@ -110,10 +132,17 @@ def face_crop(image: np.ndarray, sample: Sample, classifier: OnnxMaskClassifier)
 
 
 def evaluate_source(
-    source: Path, classifier: OnnxMaskClassifier, *, split: str = "test", batch_size: int = 64, mirrored: bool = False
+    source: Path,
+    classifier: OnnxMaskClassifier,
+    *,
+    split: str = "test",
+    batch_size: int = 64,
+    mirrored: bool = False,
+    relabel: Sequence[Path] = (),
 ) -> tuple[dict, Scored, list[str]]:
-    """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source`` and ``skipped``."""
-    samples, problems = samples_of(Path(source), split)
+    """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source`` and ``skipped``;
+    ``relabel``: label-correction lists applied to whole-face files first (ValueError for a malformed list)."""
+    samples, problems = samples_of(Path(source), split, relabel)
     labels = list(classifier.labels)
     unknown = sorted({s.label for s in samples} - set(labels))
     if unknown:
