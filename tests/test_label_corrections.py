@@ -146,9 +146,7 @@ def test_evaluate_scores_listed_files_under_their_corrected_label(tiny_model, tm
     monkeypatch.chdir(tmp_path)
     write_class_tree(tmp_path / "faces", per_class=3, size=32)
     listing = tmp_path / "fixes.txt"
-    listing.write_text(
-        "faces/with_mask/with_mask_0.png -> mask_incorrect  # nose out\nother/with_mask/x.jpg -> mask_incorrect\n"
-    )
+    listing.write_text("faces/with_mask/with_mask_0.png -> mask_incorrect  # nose out\nother/with_mask/x.jpg -> mask_incorrect\n")
     args = ["evaluate", "faces", "--model", str(tiny_model[1]), "--no-flip"]
     invoke([*args, "--json", "plain.json"], 0)
     output = invoke([*args, "--json", "fixed.json", "--relabel", str(listing)], 0).output
