@@ -137,7 +137,8 @@ def test_a_bom_and_two_spellings_of_one_file_are_read_as_meant(tmp_path: Path, m
 
 def test_evaluate_scores_listed_files_under_their_corrected_label(tiny_model, tmp_path: Path, monkeypatch):
     """``maskwatch evaluate DIR --relabel LIST`` scores a class-folder tree as training sees it after the corrections;
-    entries for files of other sources are one warning, not skipped files; a malformed list is one line, exit 2."""
+    entries for files of other sources are one warning, not skipped files; a list naming no file at all (read from
+    the wrong working folder) or a malformed one is one line, exit 2."""
     import json
 
     from tests.conftest import write_class_tree
@@ -145,7 +146,8 @@ def test_evaluate_scores_listed_files_under_their_corrected_label(tiny_model, tm
 
     monkeypatch.chdir(tmp_path)
     write_class_tree(tmp_path / "faces", per_class=3, size=32)
-    listing = tmp_path / "fixes.txt"
+    listing = tmp_path / "lists" / "fixes.txt"  # its paths are relative to the working folder, not to its own
+    listing.parent.mkdir()
     listing.write_text("faces/with_mask/with_mask_0.png -> mask_incorrect  # nose out\nother/with_mask/x.jpg -> mask_incorrect\n")
     args = ["evaluate", "faces", "--model", str(tiny_model[1]), "--no-flip"]
     invoke([*args, "--json", "plain.json"], 0)
@@ -156,8 +158,33 @@ def test_evaluate_scores_listed_files_under_their_corrected_label(tiny_model, tm
     }
     assert support["plain.json"] == {"with_mask": 3, "without_mask": 3, "mask_incorrect": 3}
     assert support["fixed.json"] == {"with_mask": 2, "without_mask": 3, "mask_incorrect": 4}
-    assert "1 faces of faces scored under a corrected label" in output
+    assert "1 faces of faces carry a corrected label" in output
     assert "1 correction(s) name no whole-face file of faces (first: other/with_mask/x.jpg)" in output
+    monkeypatch.chdir(tmp_path / "faces")  # the list's paths now resolve nowhere: scoring on folder labels would mislead
+    result = invoke(["evaluate", ".", "--model", str(tiny_model[1]), "--relabel", str(listing)], 2)
+    assert "none of the 2 corrections names a whole-face file of ." in result.output
+    monkeypatch.chdir(tmp_path)
     listing.write_text("faces/with_mask/with_mask_0.png -> masked_badly\n")
     result = invoke([*args, "--relabel", str(listing)], 2)
     assert "fixes.txt:1: unknown label 'masked_badly'" in result.output
+
+
+def test_a_manifest_is_relabelled_across_splits_before_one_split_is_kept(tmp_path: Path, monkeypatch, caplog):
+    """A correction for a row of another split is not 'unmatched' (no warning), and only the asked split is kept."""
+    from maskwatch.data.splits import ManifestRow, write_manifest
+    from maskwatch.runtime.evaluate import samples_of
+
+    monkeypatch.chdir(tmp_path)
+    rows = [
+        ManifestRow(Sample(Path("faces/with_mask/a.jpg"), "with_mask", "faces"), "faces/with_mask/a.jpg", "train"),
+        ManifestRow(Sample(Path("faces/with_mask/b.jpg"), "with_mask", "faces"), "faces/with_mask/b.jpg", "test"),
+    ]
+    manifest = tmp_path / "splits.csv"
+    write_manifest(rows, manifest)
+    listing = tmp_path / "fixes.txt"
+    listing.write_text("faces/with_mask/a.jpg -> mask_incorrect\nfaces/with_mask/b.jpg -> mask_incorrect\n")
+    with caplog.at_level(logging.INFO):
+        samples, problems = samples_of(manifest, "test", [listing])
+    assert [(s.path.name, s.label) for s in samples] == [("b.jpg", "mask_incorrect")] and not problems
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert samples_of(manifest, "val", [listing]) == ([], [f"{manifest}: no rows in split 'val'"])

@@ -37,28 +37,20 @@ def is_manifest(path: Path) -> bool:
 
 def samples_of(source: Path, split: str = "test", relabel: Sequence[Path] = ()) -> tuple[list[Sample], list[str]]:
     """The labelled faces of a class-folder tree, a VOC scene folder, or the ``split`` rows of a manifest, with the
-    corrections of the ``relabel`` lists applied (see :mod:`maskwatch.data.corrections`)."""
-    samples, problems = _indexed(source, split)
+    corrections of the ``relabel`` lists applied (see :mod:`maskwatch.data.corrections`). ValueError when a list is
+    malformed or names no file of ``source`` at all (a list read from the wrong working folder)."""
+    samples, splits, problems = _indexed(source)
     if relabel:
-        from maskwatch.data.corrections import apply_label_corrections, read_label_corrections
-
-        before = [s.label for s in samples]
-        samples, unmatched = apply_label_corrections(samples, read_label_corrections(relabel))
-        changed = sum(old != s.label for old, s in zip(before, samples))
-        log.info("--relabel: %d faces of %s scored under a corrected label", changed, source)
-        if unmatched:  # a warning, not a skipped file; one line: a list written for several sources names them all
-            log.warning(
-                "--relabel: %d correction(s) name no whole-face file of %s (first: %s); paths are relative to %s "
-                "or to the list's folder",
-                len(unmatched),
-                source,
-                unmatched[0],
-                Path.cwd(),
-            )
+        samples = _relabelled(samples, source, relabel)
+    if splits is not None:  # a manifest: corrections were matched against every row, then one split is kept
+        samples = [sample for sample, row_split in zip(samples, splits) if row_split == split]
+        if not samples:
+            problems.append(f"{source}: no rows in split {split!r}")
     return samples, problems
 
 
-def _indexed(source: Path, split: str) -> tuple[list[Sample], list[str]]:
+def _indexed(source: Path) -> tuple[list[Sample], list[str] | None, list[str]]:
+    """Every face of ``source``, each row's split (None unless a manifest), and the problems met indexing it."""
     # The indexers are torch-free but live in the training-side data package; imported here so that importing the
     # runtime, and detect, never load maskwatch.data.
     from maskwatch.data.index import index_source
@@ -67,11 +59,31 @@ def _indexed(source: Path, split: str) -> tuple[list[Sample], list[str]]:
         from maskwatch.data.splits import read_manifest
 
         rows = read_manifest(source)
-        samples = [row.sample for row in rows if row.split == split]
-        problems = [] if samples else [f"{source}: no rows in split {split!r}"]
-        return samples, problems
+        return [row.sample for row in rows], [row.split for row in rows], []
     report = index_source(Path(source))
-    return report.samples, list(report.problems)
+    return report.samples, None, list(report.problems)
+
+
+def _relabelled(samples: list[Sample], source: Path, lists: Sequence[Path]) -> list[Sample]:
+    from maskwatch.data.corrections import apply_label_corrections, read_label_corrections
+
+    corrections = read_label_corrections(lists)
+    before = [s.label for s in samples]
+    samples, unmatched = apply_label_corrections(samples, corrections)
+    hint = f"paths are relative to the working folder ({Path.cwd()}) or to the list's folder"
+    if corrections and len(unmatched) == len(corrections):
+        raise ValueError(f"--relabel: none of the {len(corrections)} corrections names a whole-face file of {source}; {hint}")
+    changed = sum(old != s.label for old, s in zip(before, samples))
+    log.info("--relabel: %d faces of %s carry a corrected label", changed, source)
+    if unmatched:  # a warning, not a skipped file; one line: a list written for several sources names them all
+        log.warning(
+            "--relabel: %d correction(s) name no whole-face file of %s (first: %s); %s",
+            len(unmatched),
+            source,
+            unmatched[0],
+            hint,
+        )
+    return samples
 
 
 @dataclass
