@@ -6,10 +6,11 @@ with each model, scores both with the scorer of `maskwatch evaluate-scenes` (IoU
 photos: each round draws as many photos as there are, with replacement, and scores both models on the same draw. It
 prints each model's figures and, for the second minus the first, the difference on all photos, its 95 % interval over
 the rounds and the share of rounds in which the second is ahead. An interval that spans 0 means the photos cannot tell
-the two models apart.
+the two models apart. ``--changes`` lists the detected faces the two models label differently, with the class of the
+annotated face each covers at IoU 0.5: whether a gap comes from a few faces, and which.
 
     python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \\
-        --model src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --other runs/x/candidate_int8.onnx
+        --model src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --other runs/x/candidate_int8.onnx [--changes]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from detected_face_margin import detected_faces, records_at
 from scene_args import pipeline_config, scene_set_parser
 
+from maskwatch.runtime.boxes import iou_matrix
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 from maskwatch.runtime.pipeline import MaskPipeline
 from maskwatch.runtime.scene_eval import score_scenes
@@ -49,11 +51,42 @@ def bootstrap(truth: dict, first: dict, second: dict, rounds: int, seed: int) ->
     return {name: np.array(values) for name, values in differences.items()}
 
 
+def label_changes(objects: dict, first: dict, second: dict, iou: float = 0.5) -> list[dict]:
+    """The faces (same detections, same order in both) whose label differs, most confident detections first; ``truth``
+    is the class of the annotated face the box covers most at ``iou`` or more, None where it covers none."""
+    rows = []
+    for key in sorted(first):
+        annotated = objects.get(key, [])
+        boxes = np.array([box for _, box in annotated], np.float64).reshape(-1, 4)
+        for a, b in zip(first[key], second[key], strict=True):
+            if a["label"] == b["label"]:
+                continue
+            overlap = iou_matrix(np.array([a["box"]], np.float64), boxes)[0] if len(boxes) else np.zeros(0)
+            covered = len(overlap) and overlap.max() >= iou
+            truth = annotated[int(overlap.argmax())][0] if covered else None
+            rows.append({"photo": key, "face_score": a["face_score"], "truth": truth, "first": a, "second": b})
+    return sorted(rows, key=lambda row: -row["face_score"])
+
+
+def print_changes(rows: list[dict]) -> None:
+    annotated = [row for row in rows if row["truth"] is not None]
+    right = [sum(row[model]["label"] == row["truth"] for row in annotated) for model in ("first", "second")]
+    print(
+        f"label changes: {len(rows)} faces, {len(annotated)} of them annotated (first right on {right[0]}, second on"
+        f" {right[1]}); truth '-' = no annotated face at IoU 0.5"
+    )
+    print("| photo | face score | truth | first: label (p) | second: label (p) |\n|---|---|---|---|---|")
+    for row in rows:
+        first, second = (f"{row[m]['label']} ({row[m]['score']:.2f})" for m in ("first", "second"))
+        print(f"| {row['photo']} | {row['face_score']:.2f} | {row['truth'] or '-'} | {first} | {second} |")
+
+
 def main() -> None:
     parser = scene_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="ONNX classifier to compare with --model.")
     parser.add_argument("--rounds", type=int, default=2000, help="Bootstrap draws of the photos.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--changes", action="store_true", help="List the faces the two models label differently.")
     args = parser.parse_args()
     refined = not args.one_pass
     config = pipeline_config(args)
@@ -68,6 +101,8 @@ def main() -> None:
     whole = [figures(objects, each, sorted(truth)) for each in records]
     for name, row in zip(names, whole):
         print(f"  {name}: 3-class mAP {row['map_3class']:.4f}, mask_incorrect AP {row['mask_incorrect_ap']:.4f}")
+    if args.changes:
+        print_changes(label_changes(objects, records[0], records[1]))
     differences = bootstrap(objects, records[0], records[1], args.rounds, args.seed)
     print(f"second minus first ({args.rounds} draws of the photos; draws without a face of some class have no AP):")
     for figure, values in differences.items():
