@@ -61,8 +61,8 @@ def label_changes(objects: dict, first: dict, second: dict, iou: float = 0.5) ->
         for a, b in zip(first[key], second[key], strict=True):
             if a["label"] == b["label"]:
                 continue
-            overlap = iou_matrix(np.array([a["box"]], np.float64), boxes)[0] if len(boxes) else np.zeros(0)
-            covered = len(overlap) and overlap.max() >= iou
+            overlap = np.nan_to_num(iou_matrix(np.array([a["box"]], np.float64), boxes)[0], nan=0.0)
+            covered = overlap.size and overlap.max() >= iou
             truth = annotated[int(overlap.argmax())][0] if covered else None
             rows.append({"photo": key, "face_score": a["face_score"], "truth": truth, "first": a, "second": b})
     return sorted(rows, key=lambda row: -row["face_score"])
