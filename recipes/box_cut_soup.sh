@@ -30,15 +30,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. recipes/candidate_checks.sh
 # the fifth run (the members' start) and the sixth run (seed 6), from the commits that shipped them
-from_git() {  # COMMIT:PATH DESTINATION, written whole or not at all
-    [ -s "$2" ] && return
-    mkdir -p "$(dirname "$2")"
-    git show "$1" > "$2.partial" && mv "$2.partial" "$2"
-}
 from_git a1b6711:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors runs/real_incorrect_more_views/best.safetensors
-from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors runs/sixth_run/best.safetensors
-from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx runs/sixth_run/int8.onnx
+sixth_run
 for seed in 7 8; do
     [ -f "runs/box_cut_copies_seed$seed/report.json" ] ||  # written when a run has finished
         maskwatch train --config recipes/box_cut_copies.yaml --out "runs/box_cut_copies_seed$seed" --seed "$seed"
@@ -50,17 +45,7 @@ candidate() {
     python recipes/weight_soup.py runs/sixth_run runs/box_cut_copies_seed7 runs/box_cut_copies_seed8 \
         --out "$out" --batchnorm "$2" | tee "$out/weight_soup.log"
     python recipes/ship_default.py "$out" --splits recipes/default_splits.csv.gz --candidate
-    rm -rf "$out/box_cut_val"
-    {
-        python benchmarks/box_cut_crops.py --split val --out "$out/box_cut_val" \
-            --model sixth=runs/sixth_run/int8.onnx --model soup="$out/candidate_int8.onnx"
-        for model in runs/sixth_run/int8.onnx "$out/candidate_int8.onnx"; do
-            echo "mirrored_classifier.py: $model"
-            python benchmarks/mirrored_classifier.py --split val --model "$model"
-        done
-        python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
-            --model runs/sixth_run/int8.onnx --other "$out/candidate_int8.onnx"
-    } | tee "$out/val_checks.log"
+    val_checks "$out" soup
 }
 candidate box_cut_soup measured
 # Outcome: it met rule 1 (box-exact macro-F1 0.925, 43 of 54) and the floor (0.852), but not the rest: int8 mirrored

@@ -30,30 +30,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-from_git() {  # COMMIT:PATH DESTINATION, written whole or not at all
-    [ -s "$2" ] && return
-    mkdir -p "$(dirname "$2")"
-    git show "$1" > "$2.partial" && mv "$2.partial" "$2"
-}
-from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors runs/sixth_run/best.safetensors
-from_git 334a3ec:src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx runs/sixth_run/int8.onnx
+. recipes/candidate_checks.sh
+sixth_run
 
 out=runs/prior_correction
 mkdir -p "$out"
 python recipes/prior_correction.py runs/sixth_run/best.safetensors --config recipes/box_cut_copies.yaml --out "$out" \
     | tee "$out/prior_correction.log"
 python recipes/ship_default.py "$out" --splits recipes/default_splits.csv.gz --candidate
-rm -rf "$out/box_cut_val"
-{
-    python benchmarks/box_cut_crops.py --split val --out "$out/box_cut_val" \
-        --model sixth=runs/sixth_run/int8.onnx --model corrected="$out/candidate_int8.onnx"
-    for model in runs/sixth_run/int8.onnx "$out/candidate_int8.onnx"; do
-        echo "mirrored_classifier.py: $model"
-        python benchmarks/mirrored_classifier.py --split val --model "$model"
-    done
-    python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \
-        --model runs/sixth_run/int8.onnx --other "$out/candidate_int8.onnx"
-} | tee "$out/val_checks.log"
+val_checks "$out" corrected
 # Outcome (2026-12-01, this 2-core AMD EPYC, VNNI): not shipped. Offsets from the train counts 5477 / 3386 / 1127
 # (6478 faces + 3512 box-exact copies, as training had them): [0.687, 0.206, -0.894]; temperature 0.681 -> 0.825; fp32
 # val, one pass: NLL 0.1306 -> 0.1033, ECE 0.0100 -> 0.0063, macro-F1 0.9607 -> 0.9604, real `mask_incorrect` 48 -> 44
