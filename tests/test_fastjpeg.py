@@ -95,3 +95,22 @@ def test_header_parsing_of_odd_bytes():
     assert plain_jpeg_size(b"\xff\xd8\xff\xe1\x00\x10Exif\0\0II*\0\xff\xff\xff\xff") is None
     assert exif_orientation(b"MM") is None
     assert exif_orientation(b"II*\0\x08\0\0\0\0\0") == 1  # an empty IFD: no orientation, upright
+
+
+def test_exif_orientation_stored_as_long_is_rotated_like_pil(tmp_path: Path):
+    """Some writers store Orientation as a LONG instead of a SHORT; PIL rotates such files, so the fast path must
+    not take them as upright."""
+    import struct
+
+    tiff = b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x0112, 4, 1, 6) + struct.pack("<I", 0)
+    assert exif_orientation(tiff) == 6
+    path = tmp_path / "long.jpg"
+    _photo(40, 20).save(path)
+    app1 = b"Exif\0\0" + tiff
+    data = path.read_bytes()
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
+    assert load_plain_jpeg(str(path), max_pixels=MAX_PIXELS) is None
+    assert load_rgb(path).shape == (40, 20, 3)
+    np.testing.assert_array_equal(load_rgb(path), _pil(path))
+    rational = b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x0112, 5, 1, 26) + struct.pack("<I", 0)
+    assert exif_orientation(rational) not in (None, 1)  # a type not read here: left to PIL

@@ -82,3 +82,30 @@ def test_crop_is_square_centred_and_padded_at_edges():
 def test_crop_outside_image_is_an_error():
     with pytest.raises(ValueError, match="outside"):
         crop_face(np.zeros((10, 10, 3), np.uint8), [50, 50, 60, 60], margin=0.0)
+
+
+def test_a_very_elongated_whole_face_file_crops_without_a_huge_padded_array():
+    """A 1 x 100000 file taken as one face squares to a 130000 px region; padding it at full size needs 50 GB."""
+    from maskwatch.crop import crop_whole_image
+
+    for shape in ((1, 100_000, 3), (100_000, 2, 3)):
+        crop = crop_whole_image(np.full(shape, 200, np.uint8), size=160)
+        assert crop.shape == (160, 160, 3) and crop.dtype == np.uint8
+        assert (crop == 200).all()  # replicated border of a flat file is the same flat colour
+
+
+def test_shrinking_before_padding_gives_the_same_crop_within_rounding(monkeypatch):
+    import cv2
+
+    from maskwatch import crop as crop_module
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4)
+    boxes = ([100, 100, 250, 200], [-50, 20, 200, 260], [300, 250, 420, 330])
+    exact = [crop_face(image, box, size=160) for box in boxes]
+    monkeypatch.setattr(crop_module, "MAX_PADDED_PIXELS", 0)  # every region takes the shrink-first path
+    shrunk = [crop_face(image, box, size=160) for box in boxes]
+    np.testing.assert_array_equal(shrunk[0], exact[0])  # inside the image: the same resize
+    for a, b in zip(exact[1:], shrunk[1:]):
+        assert a.shape == b.shape == (160, 160, 3)
+        assert np.abs(a.astype(int) - b).mean() < 4  # a border placed to the nearest small pixel

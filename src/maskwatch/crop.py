@@ -44,11 +44,32 @@ def crop_face(
     inner = image[max(0, iy1) : min(height, iy2), max(0, ix1) : min(width, ix2)]
     if inner.size == 0:
         raise ValueError(f"face box {list(box)} lies outside the {width}x{height} image")
+    if size is not None and (ix2 - ix1) * (iy2 - iy1) > MAX_PADDED_PIXELS:
+        return _shrink_then_pad(inner, (pad_left, pad_top, pad_right, pad_bottom), size)
     if pad_left or pad_top or pad_right or pad_bottom:
         inner = cv2.copyMakeBorder(inner, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE)
     if size is None:
         return np.ascontiguousarray(inner)
     return resize_square(inner, size)
+
+
+#: A square region over this many pixels is shrunk before its border is padded: a 1 x 100000 file taken as one face
+#: would otherwise be padded into a 130000 x 130000 array (50 GB) just to be resized to 160 x 160.
+MAX_PADDED_PIXELS = 4096 * 4096
+
+
+def _shrink_then_pad(inner: np.ndarray, pads: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """:func:`crop_face`'s result for a huge region, from the part inside the image resized first and the border
+    replicated at the small size (the same picture within a pixel of rounding)."""
+    left, top, right, bottom = pads
+    height, width = inner.shape[:2]
+    scale = size / max(left + width + right, top + height + bottom)
+    small = cv2.resize(inner, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    left, top = min(round(left * scale), size - small.shape[1]), min(round(top * scale), size - small.shape[0])
+    right, bottom = size - small.shape[1] - left, size - small.shape[0] - top
+    if left or top or right or bottom:
+        small = cv2.copyMakeBorder(small, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(small)
 
 
 def crop_whole_image(image: np.ndarray, *, margin: float = DEFAULT_MARGIN, size: int | None = None) -> np.ndarray:

@@ -22,7 +22,8 @@ _FLAGS = (cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB) | cv2.IMREAD
 
 
 def exif_orientation(exif: bytes) -> int | None:
-    """The EXIF Orientation tag (0x0112) of an APP1 payload after ``Exif\\0\\0``, or None when absent or unreadable."""
+    """The EXIF Orientation tag (0x0112) of an APP1 payload after ``Exif\\0\\0``: None when the payload is unreadable,
+    1 when the tag is absent, 0 when it is stored in a type this reader does not take."""
     if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
         return None
     order = "<" if exif[:2] == b"II" else ">"
@@ -35,8 +36,10 @@ def exif_orientation(exif: bytes) -> int | None:
         if entry + 12 > len(exif):
             return None
         tag, kind, _, value = struct.unpack_from(order + "HHI4s", exif, entry)
-        if tag == 0x0112:
-            return struct.unpack_from(order + "H", value)[0] if kind == 3 else None
+        if tag == 0x0112:  # SHORT as the standard says; some writers store a LONG, which PIL reads as well
+            if kind in (3, 4):
+                return struct.unpack_from(order + ("H" if kind == 3 else "I"), value)[0]
+            return 0  # present in a type not read here: not 1, so the caller leaves the file to PIL
     return 1
 
 
