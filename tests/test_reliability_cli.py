@@ -92,6 +92,39 @@ def test_unwritable_outputs_are_one_clear_error(tiny_model, tmp_path: Path, opti
     assert message in result.output
 
 
+@pytest.mark.parametrize(
+    "option, target, message",
+    [
+        ("--json", "folder", "--json " + "{tmp}/folder: is a folder"),
+        ("--json", "afile/r.json", "a file is in the way"),
+        ("--out", "afile", "--out {tmp}/afile: is a file, expected a folder"),
+        ("--gallery", "afile", "--gallery {tmp}/afile: is a file, expected a folder"),
+    ],
+)
+def test_evaluate_refuses_unwritable_outputs_before_scoring(tiny_model, tmp_path: Path, option: str, target: str, message: str):
+    """A private set of thousands of faces is not scored only to fail on the report's path: one line, exit 2, and
+    nothing written (the --json report least of all)."""
+    face_png(tmp_path / "faces" / "with_mask" / "a.png")
+    (tmp_path / "afile").write_text("I am a file")
+    (tmp_path / "folder").mkdir()
+    report = tmp_path / "report" / "r.json"
+    args = ["evaluate", str(tmp_path / "faces"), "--model", str(tiny_model[1]), "--json", str(report)]
+    args = [*args, option, str(tmp_path / target)] if option != "--json" else [*args[:-2], option, str(tmp_path / target)]
+    result = invoke(args, 2)
+    assert message.format(tmp=tmp_path) in " ".join(result.output.split())
+    assert "with_mask" not in result.output  # no report table: nothing was scored
+    assert not report.exists() and not list(tmp_path.rglob("confusion_matrix.png"))
+
+
+def test_evaluate_scenes_refuses_an_unwritable_json_before_scoring(tiny_model, tmp_path: Path):
+    write_voc_scene(tmp_path, 1)
+    (tmp_path / "folder").mkdir()
+    args = ["evaluate-scenes", str(tmp_path / "images"), str(tmp_path / "annotations"), "--model", str(tiny_model[1])]
+    result = invoke([*args, "--json", str(tmp_path / "folder")], 2)
+    assert "is a folder" in result.output and "face AP" not in result.output
+    assert not (tmp_path / "pr_curves.png").exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
 def test_read_only_output_folder_is_one_clear_error(tiny_model, tmp_path: Path):
     image = face_png(tmp_path / "a.png")

@@ -257,6 +257,8 @@ def evaluate(
 
     if not (data_dir.is_dir() or is_manifest(data_dir)):
         _fail(f"{data_dir}: not a folder or a split manifest (.csv / .csv.gz)")
+    picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
+    _check_report_outputs(json_out, ("--out", picture_dir), ("--gallery", gallery))
     try:
         classifier = _classifier_for(model)
     except (ModelFileError, ValueError) as error:
@@ -269,7 +271,6 @@ def evaluate(
         log.warning("%s", problem)
     if result["n"] == 0:
         _fail(f"{data_dir}: no usable images found")
-    picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
     try:
         written = write_evaluation(result, json_out, picture_dir)
         if gallery is not None:
@@ -310,6 +311,21 @@ def check_model(
     typer.echo(f"outputs: {check.summary()}")
     if not check.ok:
         raise typer.Exit(1)
+
+
+def _check_report_outputs(json_out: Path | None, *folders: tuple[str, Path | None]) -> None:
+    """One line and exit 2 before any work when a report's --json file or one of its (option, folder) outputs cannot
+    be written: scoring a large set only to fail on the path would waste the whole run."""
+    from maskwatch.fileio import OutputError, check_writable_file, check_writable_folder
+
+    try:
+        if json_out is not None:
+            check_writable_file(json_out, "--json")
+        for option, folder in folders:
+            if folder is not None:
+                check_writable_folder(folder, option)
+    except OutputError as error:
+        _fail(str(error))
 
 
 def _classifier_for(model: str | None):
@@ -411,6 +427,8 @@ def evaluate_scenes(
     from maskwatch.runtime.scenes import load_ground_truth, predict_scenes
 
     _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0), ("--min-face-size", min_face_size, 0.0, 10_000))
+    picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
+    _check_report_outputs(json_out, ("--out", picture_dir))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)
@@ -442,7 +460,6 @@ def evaluate_scenes(
         found = predict_scenes(truth, pipeline)
     report = score_scenes({k: v[1] for k, v in truth.items()}, found)
     curves = report.pop("_curves")
-    picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
     try:
         plot_pr_curves(curves, str(picture_dir / "pr_curves.png"))
         if json_out:

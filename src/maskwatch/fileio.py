@@ -13,6 +13,7 @@ import json
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,32 @@ def ensure_parent(path: Path) -> None:
         raise OutputError(f"{path}: cannot create folder {path.parent} (a file is in the way)") from None
     except OSError as error:
         raise OutputError(f"{path}: cannot create folder {path.parent} ({error.strerror or error})") from None
+
+
+def check_writable_file(path: Path, option: str) -> None:
+    """Fail before any work, with one :class:`OutputError` line, when ``path`` cannot be written atomically: its
+    folder cannot be made or written to, or it is a folder. Leaves no file behind."""
+    path = Path(path)
+    try:
+        ensure_parent(path)
+    except OutputError as error:
+        raise OutputError(f"{option} {error}") from None
+    check_writable_folder(path.parent, option, name=path)
+
+
+def check_writable_folder(folder: Path, option: str, *, name: Path | None = None) -> None:
+    """Fail before any work when ``folder`` is a file or cannot be created or written to (one :class:`OutputError`
+    line naming ``option`` and ``name``, the folder by default)."""
+    folder, name = Path(folder), name or folder
+    if folder.exists() and not folder.is_dir():
+        where = "" if name == folder else f"{folder} "
+        raise OutputError(f"{option} {name}: {where}is a file, expected a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OutputError(f"{option} {name}: cannot write there ({error.strerror or error})") from None
 
 
 @contextmanager

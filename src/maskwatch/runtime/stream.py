@@ -12,7 +12,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 import cv2
 
 from maskwatch.draw import annotate
-from maskwatch.fileio import OutputError, ensure_parent, write_image
+from maskwatch.fileio import OutputError, check_writable_folder, ensure_parent, write_image
 from maskwatch.prefetch import prefetch
 from maskwatch.results import FrameResult
 from maskwatch.runtime.pipeline import MaskDetector
@@ -109,15 +108,7 @@ def check_outputs(options: OutputOptions) -> None:
         except OSError as error:
             raise OutputError(f"--json {options.json_path}: cannot write ({error.strerror or error})") from None
     if options.save_dir is not None:
-        save = options.save_dir
-        if save.exists() and not save.is_dir():
-            raise OutputError(f"--save {save}: is a file, expected a folder")
-        try:
-            save.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=save):
-                pass
-        except OSError as error:
-            raise OutputError(f"--save {save}: cannot write there ({error.strerror or error})") from None
+        check_writable_folder(options.save_dir, "--save")
 
 
 def display_problem() -> str | None:
