@@ -335,3 +335,49 @@ def test_train_with_a_malformed_relabel_list_is_one_line(tmp_path: Path):
     assert "fixes.txt:2: unknown label 'worn_badly'" in result.output
     result = invoke(["train", "--data", str(faces), "--out", str(tmp_path / "run"), "--relabel", str(tmp_path / "no.txt")], 2)
     assert "no.txt: cannot read" in result.output
+
+
+# --- folders copied from another machine: system files, broken links, loose images -------------------------------------
+def _with_system_files(folder: Path) -> None:
+    """What Finder, Explorer and a zip made on a Mac leave beside the photos (``._x.jpg`` holds no image)."""
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "._a.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    (folder / "__MACOSX").mkdir()
+    (folder / "__MACOSX" / "._a.png").write_bytes(b"\0\5\26\7 AppleDouble")
+
+
+def test_detect_skips_system_files_quietly_and_names_a_broken_link(tiny_model, tmp_path: Path):
+    photos = tmp_path / "photos"
+    face_png(photos / "a.png")
+    _with_system_files(photos)
+    out = tmp_path / "o.jsonl"
+    invoke(["detect", str(photos), "--model", str(tiny_model[1]), "--json", str(out)], 0)
+    assert [Path(json.loads(line)["source"]).name for line in out.read_text().splitlines()] == ["a.png"]
+    (photos / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    result = invoke(["detect", str(photos), "--model", str(tiny_model[1]), "--json", str(out)], 1)
+    assert "gone.jpg" in result.output and "broken symbolic link" in result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(Path(r["source"]).name for r in records) == ["a.png", "gone.jpg"]  # every input listed once
+
+
+def test_evaluate_names_every_face_it_cannot_score_and_ignores_system_files(tiny_model, tmp_path: Path, monkeypatch):
+    faces = tmp_path / "faces"
+    face_png(faces / "with_mask" / "a.png")
+    Image.open(face_png(faces / "without_mask" / "b.png")).save(faces / "without_mask" / "c.jfif", format="JPEG")
+    _with_system_files(faces)
+    _with_system_files(faces / "with_mask")
+    monkeypatch.chdir(faces)
+    result = invoke(["evaluate", ".", "--model", str(tiny_model[1]), "--json", str(tmp_path / "r.json")], 0)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n"] == 3 and report["skipped"] == 0, result.output  # .jfif is a JPEG, as detect reads it
+    assert list(report["per_source"]) == ["faces"]  # named after the folder, not ""
+    face_png(faces / "loose.png")
+    (faces / "with_mask" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    face_png(faces / "mask_worn_wrong" / "d.png")
+    result = invoke(["evaluate", ".", "--model", str(tiny_model[1]), "--json", str(tmp_path / "r.json")], 1)
+    output = " ".join(result.output.split())
+    assert "loose.png: skipped, an image outside any class folder" in output
+    assert "gone.png: skipped, broken symbolic link" in output
+    assert "mask_worn_wrong: skipped folder (1 images)" in output
+    assert json.loads((tmp_path / "r.json").read_text())["n"] == 3

@@ -19,7 +19,11 @@ from maskwatch.fastjpeg import decode_plain_jpeg, load_plain_jpeg
 #: Images above this many pixels are refused (a 10000x10000 image is 100 MP).
 MAX_PIXELS = 50_000_000
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+#: Files and folders an operating system leaves in a folder of photos (Finder, Explorer, a zip made on a Mac).
+SYSTEM_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"})
+SYSTEM_FOLDER_NAMES = frozenset({"__macosx", ".spotlight-v100", ".trashes", ".fseventsd"})
 
 
 class ImageLoadError(ValueError):
@@ -28,6 +32,22 @@ class ImageLoadError(ValueError):
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_system_file(path: Path, root: Path | None = None) -> bool:
+    """A file (or a file in a folder below ``root``) that the operating system made, not the user: left out of folder
+    listings without a line, so that a folder copied from a Mac or Windows does not end in exit 1 (AppleDouble
+    ``._x.jpg`` files hold no image, despite the name)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name in SYSTEM_FILE_NAMES or name.startswith("._"):
+        return True
+    folders = path.relative_to(root).parts[:-1] if root is not None else ()
+    return any(is_system_folder(part) for part in folders)
+
+
+def is_system_folder(name: str) -> bool:
+    return name.lower() in SYSTEM_FOLDER_NAMES
 
 
 def _to_rgb_uint8(image: Image.Image) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.imaging import ImageLoadError, is_image_path, load_rgb
+from maskwatch.imaging import ImageLoadError, is_image_path, is_system_file, is_system_folder, load_rgb
 from maskwatch.live import DEFAULT_TIMEOUT_S, LatestFrameReader, open_capture
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,15 @@ def list_folder(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         problems.append((str(error.filename or root), f"cannot read folder ({error.strerror or error})"))
 
     files: dict[str, Path] = {}
-    for folder, _, names in os.walk(root, onerror=unreadable, followlinks=False):
+    for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=False):
+        subfolders[:] = [name for name in subfolders if not is_system_folder(name)]
         for name in names:
             path = Path(folder) / name
             if path.is_file():
-                files.setdefault(os.path.realpath(path), path)
+                if not is_system_file(path):
+                    files.setdefault(os.path.realpath(path), path)
+            elif path.is_symlink() and not path.exists():
+                problems.append((str(path), "broken symbolic link (its target does not exist)"))
     return sorted(files.values()), problems
 
 

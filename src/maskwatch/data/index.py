@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.imaging import is_image_path
+from maskwatch.imaging import is_image_path, is_system_file, is_system_folder
 from maskwatch.labels import UnknownLabelError, canonical_label
 from maskwatch.voc import VocObject, box_problem, find_scene_image, parse_voc, read_voc_folder
 
@@ -56,24 +56,36 @@ class IndexReport:
         )
 
 
+def source_name(root: Path) -> str:
+    """What reports call a data folder: its name, also when it is spelled ``.``, ``./`` or ``..``."""
+    root = Path(root)
+    return root.name if root.name not in ("", "..") else root.resolve().name
+
+
 def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
     """Index ``root/<label>/**/<image>``; folder names may be any alias of a canonical label."""
     root = Path(root)
-    source = source or root.name
+    source = source or source_name(root)
     report = IndexReport()
     if not root.is_dir():
         report.problems.append(f"{root}: not a folder")
         return report
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for path in sorted(p for p in root.iterdir() if p.is_file() and is_image_path(p) and not is_system_file(p)):
+        report.problems.append(f"{path}: skipped, an image outside any class folder (its class is unknown)")
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_system_folder(p.name)):
         try:
             label = canonical_label(folder.name)
         except UnknownLabelError as error:
-            report.problems.append(f"{folder}: skipped folder, {error}")
+            count = sum(1 for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+            report.problems.append(f"{folder}: skipped folder ({count} images), {error}")
             continue
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        entries = sorted(p for p in folder.rglob("*") if (p.is_file() or p.is_symlink()) and not is_system_file(p, folder))
+        files = [p for p in entries if p.is_file()]
         images = [p for p in files if is_image_path(p)]
-        for path in files:
-            if not is_image_path(path):
+        for path in entries:
+            if not path.exists():
+                report.problems.append(f"{path}: skipped, broken symbolic link (its target does not exist)")
+            elif path.is_file() and not is_image_path(path):
                 report.problems.append(f"{path}: skipped, not an image file name")
         if not images:
             report.problems.append(f"{folder}: empty class folder (no images)")
@@ -86,7 +98,7 @@ def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
 def index_voc_scenes(root: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE) -> IndexReport:
     """Index every annotated face of ``root/images`` + ``root/annotations`` as a box sample."""
     root = Path(root)
-    source = source or root.name
+    source = source or source_name(root)
     folder = read_voc_folder(root / "images", root / "annotations")
     report = IndexReport(problems=folder.problems)
     for scene in folder.scenes:
