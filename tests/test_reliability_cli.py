@@ -380,4 +380,10 @@ def test_evaluate_names_every_face_it_cannot_score_and_ignores_system_files(tiny
     assert "loose.png: skipped, an image outside any class folder" in output
     assert "gone.png: skipped, broken symbolic link" in output
     assert "mask_worn_wrong: skipped folder (1 images)" in output
-    assert json.loads((tmp_path / "r.json").read_text())["n"] == 3
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n"] == 3 and report["skipped"] == 3
+    assert [line.split(": skipped")[0].rsplit("/", 1)[-1] for line in report["problems"]] == [
+        "loose.png",
+        "mask_worn_wrong",
+        "gone.png",
+    ]

@@ -152,7 +152,8 @@ def evaluate_source(
     mirrored: bool = False,
     relabel: Sequence[Path] = (),
 ) -> tuple[dict, Scored, list[str]]:
-    """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source`` and ``skipped``;
+    """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source``, ``skipped``
+    (how many problem lines) and ``problems`` (the lines);
     ``relabel``: label-correction lists applied to whole-face files first (ValueError for a malformed list)."""
     samples, problems = samples_of(Path(source), split, relabel)
     labels = list(classifier.labels)
@@ -163,7 +164,7 @@ def evaluate_source(
     scored, more = classify_samples(kept, classifier, batch_size=batch_size, mirrored=mirrored)
     problems += more
     if not scored.samples:  # nothing usable: scikit-learn refuses empty arrays with a traceback-only error
-        return {"n": 0, "skipped": len(problems), "per_source": {}}, scored, problems
+        return {"n": 0, "skipped": len(problems), "problems": problems, "per_source": {}}, scored, problems
     truth = np.array(scored.truth, dtype=int)
     predicted = np.array([p.argmax() for p in scored.probs], dtype=int)
     sources = np.array([s.source for s in scored.samples])
@@ -171,6 +172,7 @@ def evaluate_source(
     result = per_source.pop("all")
     result["per_source"] = per_source
     result["skipped"] = len(problems)
+    result["problems"] = problems  # the lines the log showed: what was left out of the figures, and why
     result["mirrored"] = mirrored  # one pass or crop + mirror averaged: figures of the two are not comparable
     return result, scored, problems
 
@@ -178,7 +180,7 @@ def evaluate_source(
 def by_source(result: dict) -> dict[str, dict]:
     """An :func:`evaluate_source` result as ``{"all": overall report, source: its report, ...}``: the layout of
     training's test report and of ``assets/test_metrics.json``."""
-    overall = {key: value for key, value in result.items() if key not in ("per_source", "skipped")}
+    overall = {key: value for key, value in result.items() if key not in ("per_source", "skipped", "problems")}
     return {"all": overall, **result.get("per_source", {})}
 
 
