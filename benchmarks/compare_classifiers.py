@@ -7,7 +7,9 @@ photos: each round draws as many photos as there are, with replacement, and scor
 prints each model's figures and, for the second minus the first, the difference on all photos, its 95 % interval over
 the rounds and the share of rounds in which the second is ahead. An interval that spans 0 means the photos cannot tell
 the two models apart. ``--changes`` lists the detected faces the two models label differently, with the class of the
-annotated face each covers at IoU 0.5: whether a gap comes from a few faces, and which.
+annotated face each covers at IoU 0.5: whether a gap comes from a few faces, and which. Several files after ``--other``
+are compared as one ensemble: the mean of their calibrated probabilities (each file's own temperature and mirrored
+average), the first file's crop settings.
 
     python benchmarks/compare_classifiers.py ../shared/data/scenes ../shared/data/scenes-ilc --split val \\
         --model src/maskwatch/assets/maskwatch_mobilenet_v2_int8.onnx --other runs/x/candidate_int8.onnx [--changes]
@@ -28,6 +30,20 @@ from maskwatch.runtime.scene_eval import score_scenes
 from maskwatch.runtime.scenes import pooled_ground_truth
 
 FIGURES = ("map_3class", "mask_incorrect_ap")
+
+
+class AveragedClassifier(OnnxMaskClassifier):
+    """Several ONNX classifiers as one: the mean of their calibrated probabilities; crop settings from the first."""
+
+    def __init__(self, paths: list[Path]):
+        super().__init__(paths[0])
+        self.members = [self, *(OnnxMaskClassifier(path) for path in paths[1:])]
+        if any(member.labels != self.labels for member in self.members):
+            raise SystemExit("--other: the files do not share one label order")
+        self.path = " + ".join(str(path) for path in paths)
+
+    def predict_proba(self, crops, *, mirrored: bool = False) -> np.ndarray:
+        return np.mean([OnnxMaskClassifier.predict_proba(m, crops, mirrored=mirrored) for m in self.members], axis=0)
 
 
 def figures(truth: dict, records: dict, keys: list[str]) -> dict[str, float]:
@@ -83,7 +99,9 @@ def print_changes(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = scene_set_parser(__doc__.splitlines()[0])
-    parser.add_argument("--other", type=Path, required=True, help="ONNX classifier to compare with --model.")
+    parser.add_argument(
+        "--other", type=Path, nargs="+", required=True, help="ONNX classifier to compare with --model (several: their mean)."
+    )
     parser.add_argument("--rounds", type=int, default=2000, help="Bootstrap draws of the photos.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--changes", action="store_true", help="List the faces the two models label differently.")
@@ -91,7 +109,7 @@ def main() -> None:
     refined = not args.one_pass
     config = pipeline_config(args)
     pipeline = MaskPipeline(config)
-    other = MaskPipeline(config, detector=pipeline.detector, classifier=OnnxMaskClassifier(str(args.other)))
+    other = MaskPipeline(config, detector=pipeline.detector, classifier=AveragedClassifier(args.other))
     truth = pooled_ground_truth(args.roots, args.splits, args.split)
     found = detected_faces(truth, pipeline)
     objects = {key: item[1] for key, item in truth.items()}
