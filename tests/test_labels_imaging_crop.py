@@ -101,11 +101,13 @@ def test_shrinking_before_padding_gives_the_same_crop_within_rounding(monkeypatc
 
     rng = np.random.default_rng(0)
     image = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4)
-    boxes = ([100, 100, 250, 200], [-50, 20, 200, 260], [300, 250, 420, 330])
+    image[0], image[-1], image[:, 0], image[:, -1] = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
+    # ^ outermost rows and columns unlike the rest: the padded bands replicate exactly these pixels
+    boxes = ([100, 100, 250, 200], [-50, 20, 200, 260], [300, 250, 420, 330], [-100, -80, 500, 380])
     exact = [crop_face(image, box, size=160) for box in boxes]
     monkeypatch.setattr(crop_module, "MAX_PADDED_PIXELS", 0)  # every region takes the shrink-first path
     shrunk = [crop_face(image, box, size=160) for box in boxes]
     np.testing.assert_array_equal(shrunk[0], exact[0])  # inside the image: the same resize
     for a, b in zip(exact[1:], shrunk[1:]):
         assert a.shape == b.shape == (160, 160, 3)
-        assert np.abs(a.astype(int) - b).mean() < 4  # a border placed to the nearest small pixel
+        assert np.abs(a.astype(int) - b).mean() < 3  # a border placed to the nearest small pixel

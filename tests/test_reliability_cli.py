@@ -375,6 +375,7 @@ def test_evaluate_names_every_face_it_cannot_score_and_ignores_system_files(tiny
     face_png(faces / "loose.png")
     (faces / "with_mask" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     face_png(faces / "mask_worn_wrong" / "d.png")
+    _with_system_files(faces / "mask_worn_wrong")  # not counted among its images
     result = invoke(["evaluate", ".", "--model", str(tiny_model[1]), "--json", str(tmp_path / "r.json")], 1)
     output = " ".join(result.output.split())
     assert "loose.png: skipped, an image outside any class folder" in output
@@ -387,3 +388,13 @@ def test_evaluate_names_every_face_it_cannot_score_and_ignores_system_files(tiny
         "mask_worn_wrong",
         "gone.png",
     ]
+
+
+def test_evaluate_on_one_class_folder_given_by_mistake_is_one_line(tiny_model, tmp_path: Path):
+    for n in range(5):
+        face_png(tmp_path / "with_mask" / f"{n}.png", seed=n)
+    (tmp_path / "with_mask" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    result = invoke(["evaluate", str(tmp_path / "with_mask"), "--model", str(tiny_model[1])], 2)
+    output = " ".join(result.output.split())
+    assert "6 images lie directly in it and no class folder" in output, output
+    assert "0.png" not in output  # not a line per image

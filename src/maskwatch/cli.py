@@ -258,7 +258,7 @@ def evaluate(
     if not (data_dir.is_dir() or is_manifest(data_dir)):
         _fail(f"{data_dir}: not a folder or a split manifest (.csv / .csv.gz)")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    _check_report_outputs(json_out, ("--out", picture_dir), ("--gallery", gallery))
+    _check_report_outputs(json_out, ("--out" if out else "picture folder", picture_dir), ("--gallery", gallery))
     try:
         classifier = _classifier_for(model)
     except (ModelFileError, ValueError) as error:
@@ -428,7 +428,7 @@ def evaluate_scenes(
 
     _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0), ("--min-face-size", min_face_size, 0.0, 10_000))
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    _check_report_outputs(json_out, ("--out", picture_dir))
+    _check_report_outputs(json_out, ("--out" if out else "picture folder", picture_dir))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:
         log.warning("%s", problem)

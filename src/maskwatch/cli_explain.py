@@ -142,12 +142,16 @@ def _faces_in(source: Path, crops: bool, detector, fail) -> tuple[list, int]:
     """
     from maskwatch.data.index import Sample
     from maskwatch.explain.report import UNLABELLED
-    from maskwatch.imaging import ImageLoadError, is_image_path, load_rgb
+    from maskwatch.imaging import ImageLoadError, is_image_path, is_system_file, load_rgb
     from maskwatch.runtime.detectors import make_detector
 
     if not source.exists():
         fail(f"{source}: no such file or folder")
-    files = sorted(p for p in source.rglob("*") if is_image_path(p)) if source.is_dir() else [source]
+    files = (
+        sorted(p for p in source.rglob("*") if is_image_path(p) and not is_system_file(p, source))
+        if source.is_dir()
+        else [source]
+    )
     samples, unreadable, large = [], 0, None
     for path in files:
         if crops:

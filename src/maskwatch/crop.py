@@ -59,17 +59,30 @@ MAX_PADDED_PIXELS = 4096 * 4096
 
 
 def _shrink_then_pad(inner: np.ndarray, pads: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """:func:`crop_face`'s result for a huge region, from the part inside the image resized first and the border
-    replicated at the small size (the same picture within a pixel of rounding)."""
+    """:func:`crop_face`'s result for a huge region without padding it at full size: the part inside the image is
+    resized, and each padded band is the image's outermost row or column resized along the band (what replicating
+    that row and then resizing gives), each corner its corner pixel. Equal to the exact path within a pixel of
+    rounding at the band edges."""
     left, top, right, bottom = pads
     height, width = inner.shape[:2]
     scale = size / max(left + width + right, top + height + bottom)
-    small = cv2.resize(inner, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-    left, top = min(round(left * scale), size - small.shape[1]), min(round(top * scale), size - small.shape[0])
-    right, bottom = size - small.shape[1] - left, size - small.shape[0] - top
-    if left or top or right or bottom:
-        small = cv2.copyMakeBorder(small, top, bottom, left, right, cv2.BORDER_REPLICATE)
-    return np.ascontiguousarray(small)
+    inner_w, inner_h = min(size, max(1, round(width * scale))), min(size, max(1, round(height * scale)))
+    x0, y0 = min(round(left * scale), size - inner_w), min(round(top * scale), size - inner_h)
+    x1, y1 = x0 + inner_w, y0 + inner_h
+    out = np.empty((size, size, *inner.shape[2:]), inner.dtype)
+
+    def along(strip: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        resized = cv2.resize(strip, shape, interpolation=cv2.INTER_AREA)
+        return resized.reshape(shape[1], shape[0], *inner.shape[2:])
+
+    out[y0:y1, x0:x1] = along(inner, (inner_w, inner_h))
+    out[:y0, x0:x1] = along(inner[:1], (inner_w, 1))
+    out[y1:, x0:x1] = along(inner[-1:], (inner_w, 1))
+    out[y0:y1, :x0] = along(inner[:, :1], (1, inner_h))
+    out[y0:y1, x1:] = along(inner[:, -1:], (1, inner_h))
+    out[:y0, :x0], out[:y0, x1:] = inner[0, 0], inner[0, -1]
+    out[y1:, :x0], out[y1:, x1:] = inner[-1, 0], inner[-1, -1]
+    return out
 
 
 def crop_whole_image(image: np.ndarray, *, margin: float = DEFAULT_MARGIN, size: int | None = None) -> np.ndarray:

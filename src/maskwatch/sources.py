@@ -128,7 +128,7 @@ def list_folder(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 if not is_system_file(path):
                     files.setdefault(os.path.realpath(path), path)
             elif path.is_symlink() and not path.exists():
-                problems.append((str(path), "broken symbolic link (its target does not exist)"))
+                problems.append((str(path), "broken symbolic link"))
     return sorted(files.values()), problems
 
 

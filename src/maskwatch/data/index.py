@@ -70,21 +70,31 @@ def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
     if not root.is_dir():
         report.problems.append(f"{root}: not a folder")
         return report
-    for path in sorted(p for p in root.iterdir() if p.is_file() and is_image_path(p) and not is_system_file(p)):
-        report.problems.append(f"{path}: skipped, an image outside any class folder (its class is unknown)")
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_system_folder(p.name)):
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_system_folder(p.name))
+    loose = sorted(p for p in root.iterdir() if not p.is_dir() and is_image_path(p) and not is_system_file(p))
+    if loose and not any(_is_label(folder.name) for folder in folders):
+        # e.g. one class folder given by mistake: one line, not one per image
+        report.problems.append(
+            f"{root}: {len(loose)} images lie directly in it and no class folder (with_mask/, without_mask/, "
+            f"mask_incorrect/ or an alias) is below it; skipped"
+        )
+        loose = []
+    for path in loose:
+        reason = "broken symbolic link" if not path.exists() else "an image outside any class folder (its class is unknown)"
+        report.problems.append(f"{path}: skipped, {reason}")
+    for folder in folders:
         try:
             label = canonical_label(folder.name)
         except UnknownLabelError as error:
-            count = sum(1 for p in folder.rglob("*") if p.is_file() and is_image_path(p))
-            report.problems.append(f"{folder}: skipped folder ({count} images), {error}")
+            count = "" if folder.is_symlink() else f" ({_image_count(folder)} images)"  # a link may lead anywhere
+            report.problems.append(f"{folder}: skipped folder{count}, {error}")
             continue
         entries = sorted(p for p in folder.rglob("*") if (p.is_file() or p.is_symlink()) and not is_system_file(p, folder))
         files = [p for p in entries if p.is_file()]
         images = [p for p in files if is_image_path(p)]
         for path in entries:
             if not path.exists():
-                report.problems.append(f"{path}: skipped, broken symbolic link (its target does not exist)")
+                report.problems.append(f"{path}: skipped, broken symbolic link")
             elif path.is_file() and not is_image_path(path):
                 report.problems.append(f"{path}: skipped, not an image file name")
         if not images:
@@ -93,6 +103,18 @@ def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
     if not report.samples and not report.problems:
         report.problems.append(f"{root}: no class folders found")
     return report
+
+
+def _is_label(name: str) -> bool:
+    try:
+        canonical_label(name)
+    except UnknownLabelError:
+        return False
+    return True
+
+
+def _image_count(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file() and is_image_path(p) and not is_system_file(p, folder))
 
 
 def index_voc_scenes(root: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE) -> IndexReport:
