@@ -58,3 +58,15 @@ def test_pooled_scene_sets_keep_photos_of_the_same_name_apart(tmp_path: Path):
     manifest.write_text("\n".join(rows) + "\n")
     val = pooled_ground_truth(roots, manifest, "val")
     assert [(key, path.name) for key, (path, _) in val.items()] == [("0:scene0", "scene0.jpg")]
+
+
+def test_an_annotation_keeps_the_image_it_had_before_jfif_files_were_read(tmp_path: Path):
+    """.jfif/.jpe became image suffixes later; beside another image of the same stem they are tried last, and the
+    older choice between the other suffixes (by name) does not change."""
+    (tmp_path / "x.jfif").write_bytes(b"")
+    (tmp_path / "x.jpg").write_bytes(b"")
+    assert voc.find_scene_image(tmp_path, tmp_path / "x.xml", "x.jpg").name == "x.jpg"
+    (tmp_path / "x.bmp").write_bytes(b"")
+    assert voc.find_scene_image(tmp_path, tmp_path / "x.xml", "x.jpg").name == "x.bmp"
+    (tmp_path / "y.jfif").write_bytes(b"")
+    assert voc.find_scene_image(tmp_path, tmp_path / "y.xml", "y.jfif").name == "y.jfif"

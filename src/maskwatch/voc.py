@@ -96,14 +96,15 @@ def parse_voc(xml_path: Path, problems: list[str] | None = None) -> tuple[str, l
     return filename, objects
 
 
-#: Preferred when one stem has several image files (x.jpg beside x.jfif): the choice before .jfif/.jpe were images.
-COMMON_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: Image suffixes added later, tried last when one stem has several image files (x.jpg beside x.jfif), so that an
+#: annotation keeps the image it had before they were read.
+LATE_SUFFIXES = (".jfif", ".jpe")
 
 
 def find_scene_image(images_dir: Path, xml_path: Path, filename: str) -> Path | None:
     """The image an annotation belongs to: same stem as the XML, else its <filename> stem."""
     for stem in (xml_path.stem, Path(filename).stem):
-        found = sorted(images_dir.glob(f"{stem}.*"), key=lambda path: (path.suffix.lower() not in COMMON_SUFFIXES, path.name))
+        found = sorted(images_dir.glob(f"{stem}.*"), key=lambda path: (path.suffix.lower() in LATE_SUFFIXES, path.name))
         for candidate in found:
             if is_image_path(candidate):
                 return candidate
