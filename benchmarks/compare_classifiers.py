@@ -1,6 +1,6 @@
 """End to end, is one classifier better than another, or are they within the noise of the photos?
 
-The val check a retrained model passes before it replaces the shipped one (README, "How the epoch was chosen").
+The val check a retrained model passes before it replaces the shipped one (docs/model-history.md, "How the epoch was chosen").
 Detects the faces of one split's scene photos once (the photo default, or one pass), classifies every detected face
 with each model, scores both with the scorer of `maskwatch evaluate-scenes` (IoU 0.5, VOC AP), and bootstraps the
 photos: each round draws as many photos as there are, with replacement, and scores both models on the same draw. It

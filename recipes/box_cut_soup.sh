@@ -61,5 +61,5 @@ candidate box_cut_soup_averaged averaged
 # (fp32 macro-F1 0.9607 against 0.9558 and 0.9562) and neither soup reaches it. Seed 7's own int8 file would fail the
 # 0.5-point parity gate (0.85 points lost on held-out val).
 # Test figures of seeds 7 and 8 (trained again in a later session; val 0.9559 and 0.9576) and of their soup, read after
-# every choice, to measure the spread of one recipe: README, "The same seeds on the test split"
+# every choice, to measure the spread of one recipe: docs/model-history.md, "The same seeds on the test split"
 # (benchmarks/split_figures.py).
