@@ -279,6 +279,17 @@ def test_reports_by_source_puts_all_first_then_each_source_sorted():
     assert reports["b"]["n"] == 3 and reports["b"]["accuracy"] == pytest.approx(1 / 3)
 
 
+def test_a_source_named_all_does_not_overwrite_the_overall_figures():
+    from maskwatch.metrics import SOURCE_NAMED_ALL, classification_report, reports_by_source
+
+    truth, predicted = [0, 1, 2, 0, 1], [0, 1, 1, 0, 0]
+    sources = ["all", "all", "b", "b", "b"]
+    reports = reports_by_source(truth, predicted, sources, ["x", "y", "z"])
+    assert list(reports) == ["all", SOURCE_NAMED_ALL, "b"]
+    assert reports["all"] == classification_report(truth, predicted, ["x", "y", "z"])
+    assert reports[SOURCE_NAMED_ALL]["n"] == 2 and reports[SOURCE_NAMED_ALL]["accuracy"] == 1.0
+
+
 # --- the training-side commands are module-level functions -----------------------------------------------------------
 def test_training_commands_register_onto_any_app_and_run_alone(tmp_path: Path, caplog):
     import typer

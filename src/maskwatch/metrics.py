@@ -49,19 +49,24 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     }
 
 
+#: The per-source key of a source named "all", which is the key of the overall figures.
+SOURCE_NAMED_ALL = "all (source)"
+
+
 def reports_by_source(
     y_true: Sequence[int], y_pred: Sequence[int], sources: Sequence[str], labels: Sequence[str]
 ) -> dict[str, dict]:
     """:func:`classification_report` over all faces (key ``"all"``), then over each source's faces, sources sorted.
 
     Training's test report, ``maskwatch evaluate``, the model study and the shipping recipe all score per source;
-    one function keeps their figures comparable (same faces per source, same order of keys).
+    one function keeps their figures comparable (same faces per source, same order of keys). A source that is itself
+    named ``all`` (a folder called so) is keyed ``all (source)``, so that it cannot overwrite the overall figures.
     """
     y_true, y_pred, sources = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int), np.asarray(sources)
     reports = {"all": classification_report(y_true, y_pred, labels)}
     for source in sorted(set(sources.tolist())):
         keep = sources == source
-        reports[source] = classification_report(y_true[keep], y_pred[keep], labels)
+        reports[SOURCE_NAMED_ALL if source == "all" else source] = classification_report(y_true[keep], y_pred[keep], labels)
     return reports
 
 
