@@ -361,6 +361,78 @@ def test_detect_skips_system_files_quietly_and_names_a_broken_link(tiny_model, t
     assert sorted(Path(r["source"]).name for r in records) == ["a.png", "gone.jpg"]  # every input listed once
 
 
+def test_detect_does_not_read_back_its_own_outputs_inside_the_folder(tiny_model, tmp_path: Path):
+    """``--json`` and ``--save`` inside the folder being read: neither this run's nor the last run's outputs become
+    inputs (the JSON used to be read as an empty file, the annotated copies as more photos)."""
+    photos = tmp_path / "photos"
+    face_png(photos / "a.png")
+    out = photos / "out.jsonl"
+    args = ["detect", str(photos), "--model", str(tiny_model[1]), "--json", str(out), "--save", str(photos / "annotated")]
+    for _ in range(2):  # the second run finds the first run's outputs there
+        result = invoke(args, 0)
+        assert [Path(json.loads(line)["source"]).name for line in out.read_text().splitlines()] == ["a.png"]
+    assert "leaving out this run's own output" in result.output
+    assert sorted(p.name for p in (photos / "annotated").iterdir()) == ["a.jpg"]
+    glob = [str(photos / "**" / "*"), "--model", str(tiny_model[1]), "--json", str(tmp_path / "g.jsonl")]
+    invoke(["detect", *glob, "--save", str(photos / "annotated")], 0)  # a glob that reaches the annotated copies
+    assert [Path(json.loads(line)["source"]).name for line in (tmp_path / "g.jsonl").read_text().splitlines()] == ["a.png"]
+
+
+def test_save_into_the_photos_own_folder_never_overwrites_the_photo(tiny_model, tmp_path: Path):
+    """``detect x.jpg --save .`` used to write the annotated copy over x.jpg itself."""
+    photo = tmp_path / "a.jpg"
+    Image.fromarray(synthetic_face("with_mask", 64)).save(photo)
+    original = photo.read_bytes()
+    invoke(["detect", str(photo), "--model", str(tiny_model[1]), "--save", str(tmp_path)], 0)
+    assert photo.read_bytes() == original
+    assert (tmp_path / "a_annotated.jpg").is_file()
+
+
+def test_evaluate_leaves_its_own_outputs_inside_the_tree_out(tiny_model, tmp_path: Path):
+    """``--json``, the confusion matrix beside it and ``--gallery`` inside the tree being scored: a second run used
+    to find them there as an image outside any class folder and a folder of an unknown class, and exit 1."""
+    tree = tmp_path / "faces"
+    face_png(tree / "with_mask" / "a.png")
+    face_png(tree / "without_mask" / "b.png", seed=1)
+    report = tree / "report.json"
+    args = ["evaluate", str(tree), "--model", str(tiny_model[1]), "--json", str(report), "--gallery", str(tree / "gallery")]
+    for _ in range(2):
+        result = invoke(args, 0)
+        assert json.loads(report.read_text())["n"] == 2 and json.loads(report.read_text())["problems"] == []
+    assert (tree / "confusion_matrix.png").is_file() and "leaving out this run's own output" in result.output
+
+
+def _jpeg_with_damaged_exif(path: Path) -> Path:
+    """A valid JPEG whose EXIF names a tag stored past the end of its block (PIL warns and skips the tag)."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_face("with_mask", 64)).save(buffer, "JPEG")
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 2) + struct.pack("<HHII", 0x010F, 2, 100, 1000)
+    tiff += struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<I", 0)  # rotated: decoded by PIL
+    exif = b"Exif\x00\x00" + tiff
+    data = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+    return path
+
+
+def test_a_warning_about_a_damaged_file_is_one_line_naming_that_file(tiny_model, tmp_path: Path):
+    """PIL's warnings came out as two lines each, naming PIL's source file and not the photo, and only for the first
+    photo (Python shows a warning once per place). Run in a child process, as a user runs it (decode thread and all)."""
+    photos = tmp_path / "photos"
+    for name in ("one.jpg", "two.jpg"):
+        _jpeg_with_damaged_exif(photos / name)
+    command = [sys.executable, "-m", "maskwatch.cli", "detect", str(photos), "--model", str(tiny_model[1])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "UserWarning" not in done.stderr and "PIL" not in done.stderr
+    for name in ("one.jpg", "two.jpg"):
+        lines = [line for line in done.stderr.splitlines() if "Tag data larger than file" in line]
+        assert len([line for line in lines if f"{name}: " in line]) == 1, done.stderr
+
+
 def test_evaluate_names_every_face_it_cannot_score_and_ignores_system_files(tiny_model, tmp_path: Path, monkeypatch):
     faces = tmp_path / "faces"
     face_png(faces / "with_mask" / "a.png")

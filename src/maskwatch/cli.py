@@ -82,6 +82,9 @@ def _setup_logging(verbose: bool) -> None:
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output.")) -> None:
     _setup_logging(verbose)
+    from maskwatch.imaging import name_files_in_pil_warnings  # PIL and OpenCV: not at import, for a fast --help
+
+    name_files_in_pil_warnings()
 
 
 def _finish(problems: int, total: int) -> None:
@@ -252,8 +255,15 @@ def evaluate(
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
     _require_extra("eval")
     from maskwatch.fileio import OutputError
+    from maskwatch.imaging import outputs_inside
     from maskwatch.runtime.classifier import ModelFileError
-    from maskwatch.runtime.evaluate import evaluate_source, is_manifest, save_error_galleries, write_evaluation
+    from maskwatch.runtime.evaluate import (
+        CONFUSION_MATRIX_PNG,
+        evaluate_source,
+        is_manifest,
+        save_error_galleries,
+        write_evaluation,
+    )
 
     if not (data_dir.is_dir() or is_manifest(data_dir)):
         _fail(f"{data_dir}: not a folder or a split manifest (.csv / .csv.gz)")
@@ -263,8 +273,15 @@ def evaluate(
         classifier = _classifier_for(model)
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
+    # Outputs inside the tree being scored are left out of it (a second run would find the first run's there).
+    outputs = [path for path in (json_out, picture_dir / CONFUSION_MATRIX_PNG, gallery) if path is not None]
+    own_outputs = outputs_inside(data_dir, outputs) if data_dir.is_dir() else []
+    if own_outputs:
+        log.info("%s: leaving out this run's own output %s", data_dir, ", ".join(own_outputs))
     try:
-        result, scored, problems = evaluate_source(data_dir, classifier, split=split, mirrored=flip, relabel=relabel)
+        result, scored, problems = evaluate_source(
+            data_dir, classifier, split=split, mirrored=flip, relabel=relabel, skip=[Path(p) for p in own_outputs]
+        )
     except ValueError as error:  # e.g. a split manifest with missing columns, or a malformed --relabel list
         _fail(str(error))
     for problem in problems:

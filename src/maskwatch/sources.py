@@ -10,14 +10,22 @@ import glob as globlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from maskwatch.imaging import ImageLoadError, is_image_path, is_system_file, is_system_folder, load_rgb
+from maskwatch.imaging import (
+    ImageLoadError,
+    is_image_path,
+    is_left_out,
+    is_system_file,
+    is_system_folder,
+    load_rgb,
+    real_paths,
+)
 from maskwatch.live import DEFAULT_TIMEOUT_S, LatestFrameReader, open_capture
 
 log = logging.getLogger(__name__)
@@ -74,29 +82,34 @@ def iter_frames(
     max_retries: int = 5,
     backoff_s: float = 1.0,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    skip: Sequence[Path] = (),
 ) -> Iterator[Frame]:
     """Frames of ``source`` in order; ``stride`` > 1 keeps every n-th video frame. Never empty: a source that gives
-    nothing yields one Frame whose ``error`` says why."""
+    nothing yields one Frame whose ``error`` says why. ``skip``: files and folders a folder or glob source leaves
+    out (the run's own outputs, e.g. ``--json`` or ``--save`` inside the folder being read)."""
     if not source.strip():
         yield Frame(source, 0, None, "empty SOURCE: give an image, folder, glob, video, webcam index or URL")
         return
     kind = describe_source(source)
     try:
-        yield from _frames_of(source, kind, stride, max_retries, backoff_s, timeout_s)
+        yield from _frames_of(source, kind, stride, max_retries, backoff_s, timeout_s, skip)
     except OSError as error:  # a path the OS refuses (name too long, a folder vanishing mid-run): one record
         yield Frame(source, 0, None, f"cannot read ({error.strerror or error})")
 
 
-def _frames_of(source: str, kind: str, stride: int, max_retries: int, backoff_s: float, timeout_s: float) -> Iterator[Frame]:
+def _frames_of(
+    source: str, kind: str, stride: int, max_retries: int, backoff_s: float, timeout_s: float, skip: Sequence[Path]
+) -> Iterator[Frame]:
     """The frames of one source of a known kind (see :func:`iter_frames`)."""
     if kind == "folder":
-        files, problems = list_folder(Path(source))
+        files, problems = list_folder(Path(source), skip)
         yield from (Frame(folder, 0, None, reason) for folder, reason in problems)
         if not files and not problems:
             yield Frame(source, 0, None, "folder has no files")
         yield from _iter_files(files, include_non_images=True)
     elif kind == "glob":
-        matched = expand_glob(source)
+        left_out = real_paths(skip)
+        matched = [p for p in expand_glob(source) if not is_left_out(p, left_out)]
         files = [p for p in matched if is_image_path(p) or p.suffix.lower() in VIDEO_SUFFIXES]
         if not matched:
             yield Frame(source, 0, None, "glob matched no files")
@@ -111,25 +124,40 @@ def _frames_of(source: str, kind: str, stride: int, max_retries: int, backoff_s:
         yield from _iter_live(source, kind, stride, max_retries, backoff_s, timeout_s)
 
 
-def list_folder(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list[tuple[str, str]]]:
     """Every file under ``root`` once, sorted, without following folder symlinks (no loops, no repeats), and
-    (folder, reason) for each folder that could not be read."""
+    (folder, reason) for each folder that could not be read; ``skip``: files and folders left out."""
     problems: list[tuple[str, str]] = []
+    left_out = real_paths(skip)
 
     def unreadable(error: OSError) -> None:
         problems.append((str(error.filename or root), f"cannot read folder ({error.strerror or error})"))
 
     files: dict[str, Path] = {}
     for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=False):
-        subfolders[:] = [name for name in subfolders if not is_system_folder(name)]
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not is_system_folder(name) and os.path.realpath(os.path.join(folder, name)) not in left_out
+        ]
         for name in names:
             path = Path(folder) / name
             if path.is_file():
-                if not is_system_file(path):
-                    files.setdefault(os.path.realpath(path), path)
+                real = os.path.realpath(path)
+                if not is_system_file(path) and real not in left_out:
+                    files.setdefault(real, path)
             elif path.is_symlink() and not path.exists():
                 problems.append((str(path), "broken symbolic link"))
     return sorted(files.values()), problems
+
+
+def folder_read(source: str) -> Path | None:
+    """The folder a folder or glob ``source`` reads files under (a glob's part before its first wildcard); None for
+    a single file, a video, a webcam or a stream."""
+    kind = describe_source(source)
+    if kind == "folder":
+        return Path(source)
+    return _literal_prefix(source) if kind == "glob" else None
 
 
 def _literal_prefix(pattern: str) -> Path:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.imaging import is_image_path, is_system_file, is_system_folder
+from maskwatch.imaging import is_image_path, is_left_out, is_system_file, is_system_folder, real_paths
 from maskwatch.labels import UnknownLabelError, canonical_label
 from maskwatch.voc import VocObject, box_problem, find_scene_image, parse_voc, read_voc_folder
 
@@ -62,16 +63,19 @@ def source_name(root: Path) -> str:
     return root.name if root.name not in ("", "..") else root.resolve().name
 
 
-def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
-    """Index ``root/<label>/**/<image>``; folder names may be any alias of a canonical label."""
+def index_class_folders(root: Path, source: str | None = None, skip: Sequence[Path] = ()) -> IndexReport:
+    """Index ``root/<label>/**/<image>``; folder names may be any alias of a canonical label. ``skip``: files and
+    folders left out (``evaluate``'s own outputs, when they lie inside the tree)."""
     root = Path(root)
     source = source or source_name(root)
     report = IndexReport()
     if not root.is_dir():
         report.problems.append(f"{root}: not a folder")
         return report
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_system_folder(p.name))
-    loose = sorted(p for p in root.iterdir() if not p.is_dir() and is_image_path(p) and not is_system_file(p))
+    left_out = real_paths(skip)
+    here = [p for p in root.iterdir() if not is_left_out(p, left_out)]
+    folders = sorted(p for p in here if p.is_dir() and not is_system_folder(p.name))
+    loose = sorted(p for p in here if not p.is_dir() and is_image_path(p) and not is_system_file(p))
     if loose and not any(_is_label(folder.name) for folder in folders):
         # e.g. one class folder given by mistake: one line, not one per image
         report.problems.append(
@@ -89,7 +93,11 @@ def index_class_folders(root: Path, source: str | None = None) -> IndexReport:
             count = "" if folder.is_symlink() else f" ({_image_count(folder)} images)"  # a link may lead anywhere
             report.problems.append(f"{folder}: skipped folder{count}, {error}")
             continue
-        entries = sorted(p for p in folder.rglob("*") if (p.is_file() or p.is_symlink()) and not is_system_file(p, folder))
+        entries = sorted(
+            p
+            for p in folder.rglob("*")
+            if (p.is_file() or p.is_symlink()) and not is_system_file(p, folder) and not is_left_out(p, left_out)
+        )
         files = [p for p in entries if p.is_file()]
         images = [p for p in files if is_image_path(p)]
         for path in entries:
@@ -137,11 +145,14 @@ def is_voc_root(path: Path) -> bool:
     return (Path(path) / "annotations").is_dir() and (Path(path) / "images").is_dir()
 
 
-def index_source(path: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE) -> IndexReport:
-    """Index a folder, recognising VOC scene trees (images/ + annotations/) automatically."""
+def index_source(
+    path: Path, source: str | None = None, *, min_face: int = DEFAULT_MIN_FACE, skip: Sequence[Path] = ()
+) -> IndexReport:
+    """Index a folder, recognising VOC scene trees (images/ + annotations/) automatically; ``skip``: see
+    :func:`index_class_folders` (a VOC tree reads only its annotated images)."""
     if is_voc_root(path):
         return index_voc_scenes(path, source, min_face=min_face)
-    return index_class_folders(path, source)
+    return index_class_folders(path, source, skip)
 
 
 def index_sources(paths: list[Path], *, min_face: int = DEFAULT_MIN_FACE) -> IndexReport:

@@ -35,11 +35,14 @@ def is_manifest(path: Path) -> bool:
     return Path(path).is_file() and Path(path).name.endswith((".csv", ".csv.gz"))
 
 
-def samples_of(source: Path, split: str = "test", relabel: Sequence[Path] = ()) -> tuple[list[Sample], list[str]]:
+def samples_of(
+    source: Path, split: str = "test", relabel: Sequence[Path] = (), skip: Sequence[Path] = ()
+) -> tuple[list[Sample], list[str]]:
     """The labelled faces of a class-folder tree, a VOC scene folder, or the ``split`` rows of a manifest, with the
     corrections of the ``relabel`` lists applied (see :mod:`maskwatch.data.corrections`). ValueError when a list is
-    malformed or names no file of ``source`` at all (a list read from the wrong working folder)."""
-    samples, splits, problems = _indexed(source)
+    malformed or names no file of ``source`` at all (a list read from the wrong working folder). ``skip``: files and
+    folders of a class-folder tree left out (the run's own outputs)."""
+    samples, splits, problems = _indexed(source, skip)
     if relabel:
         samples = _relabelled(samples, source, relabel)
     if splits is not None:  # a manifest: corrections were matched against every row, then one split is kept
@@ -49,7 +52,7 @@ def samples_of(source: Path, split: str = "test", relabel: Sequence[Path] = ()) 
     return samples, problems
 
 
-def _indexed(source: Path) -> tuple[list[Sample], list[str] | None, list[str]]:
+def _indexed(source: Path, skip: Sequence[Path] = ()) -> tuple[list[Sample], list[str] | None, list[str]]:
     """Every face of ``source``, each row's split (None unless a manifest), and the problems met indexing it."""
     # The indexers are torch-free but live in the training-side data package; imported here so that importing the
     # runtime, and detect, never load maskwatch.data.
@@ -60,7 +63,7 @@ def _indexed(source: Path) -> tuple[list[Sample], list[str] | None, list[str]]:
 
         rows = read_manifest(source)
         return [row.sample for row in rows], [row.split for row in rows], []
-    report = index_source(Path(source))
+    report = index_source(Path(source), skip=skip)
     return report.samples, None, list(report.problems)
 
 
@@ -151,11 +154,13 @@ def evaluate_source(
     batch_size: int = 64,
     mirrored: bool = False,
     relabel: Sequence[Path] = (),
+    skip: Sequence[Path] = (),
 ) -> tuple[dict, Scored, list[str]]:
     """Overall report (the keys of :func:`maskwatch.metrics.classification_report`) plus ``per_source``, ``skipped``
     (how many problem lines) and ``problems`` (the lines);
-    ``relabel``: label-correction lists applied to whole-face files first (ValueError for a malformed list)."""
-    samples, problems = samples_of(Path(source), split, relabel)
+    ``relabel``: label-correction lists applied to whole-face files first (ValueError for a malformed list);
+    ``skip``: files and folders of the tree left out (the run's own outputs, when they lie inside it)."""
+    samples, problems = samples_of(Path(source), split, relabel, skip)
     labels = list(classifier.labels)
     unknown = sorted({s.label for s in samples} - set(labels))
     if unknown:
@@ -229,12 +234,16 @@ def _mistake_record(scored: Scored, labels: Sequence[str], i: int) -> dict:
     }
 
 
+#: The picture :func:`write_evaluation` draws in its folder.
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+
+
 def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) -> list[Path]:
     """Write the JSON report and the confusion-matrix PNG; return the files written."""
     written = []
     if json_path is not None:
         written.append(write_json(json_path, result))
-    png = picture_dir / "confusion_matrix.png"
+    png = picture_dir / CONFUSION_MATRIX_PNG
     plot_confusion_matrix(
         result["confusion_matrix"], result["labels"], str(png), f"n={result['n']}  accuracy {result['accuracy']:.4f}"
     )

@@ -23,11 +23,12 @@ import cv2
 
 from maskwatch.draw import annotate
 from maskwatch.fileio import OutputError, check_writable_folder, ensure_parent, write_image
+from maskwatch.imaging import outputs_inside
 from maskwatch.prefetch import prefetch
 from maskwatch.results import FrameResult
 from maskwatch.runtime.pipeline import MaskDetector
 from maskwatch.runtime.tracking import Tracker
-from maskwatch.sources import Frame, describe_source, iter_frames
+from maskwatch.sources import Frame, describe_source, folder_read, iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,12 @@ class _VideoSinks:
 
 
 def _save_name(save_dir: Path, source: str, used: set[str], *, suffix: str = ".jpg", fallback: str = "image") -> Path:
-    """``<stem><suffix>`` in ``save_dir``, numbered when another source (same name, other folder) took it."""
+    """``<stem><suffix>`` in ``save_dir``, numbered when another source (same name, other folder) took it, and
+    ``<stem>_annotated<suffix>`` where that would be the source file itself (``detect x.jpg --save .``), which is
+    never overwritten."""
     name = Path(source).stem or fallback
+    if os.path.realpath(save_dir / f"{name}{suffix}") == os.path.realpath(source):
+        name = f"{name}_annotated"
     candidate, n = name, 1
     while candidate + suffix in used:
         n += 1
@@ -211,7 +216,7 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
 
     fps_clock, fps = time.perf_counter(), None
     try:
-        for result in process_frames(remember(_read_ahead(source, stride)), detector, options):
+        for result in process_frames(remember(_read_ahead(source, stride, _own_outputs(source, options))), detector, options):
             frame = frames.pop((result.source, result.frame))
             keep_going = True
             if frame.image is not None and (options.save_dir or options.show):
@@ -238,10 +243,22 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
     return summary
 
 
-def _read_ahead(source: str, stride: int) -> Iterator[Frame]:
+def _own_outputs(source: str, options: OutputOptions) -> list[Path]:
+    """This run's ``--json`` file and ``--save`` folder where they lie inside the folder a folder or glob source
+    reads, which must not read them back as input (a second run finds the first run's there); one line says so.
+    An output that holds the whole source (``--save .`` on ``.``) is not left out: that would leave out everything."""
+    root = folder_read(source)
+    outputs = [path for path in (options.json_path, options.save_dir) if path is not None]
+    inside = outputs_inside(root, outputs) if root is not None else []
+    if inside:
+        log.info("%s: leaving out this run's own output %s", source, ", ".join(inside))
+    return [Path(path) for path in inside]
+
+
+def _read_ahead(source: str, stride: int, skip: list[Path]) -> Iterator[Frame]:
     """Files and videos are decoded a frame or two ahead on a thread (overlapping inference); live sources already
     have their newest-frame reader, and buffering there would only add latency."""
-    frames = iter_frames(source, stride=stride)
+    frames = iter_frames(source, stride=stride, skip=skip)
     return frames if describe_source(source) in ("webcam", "stream") else prefetch(frames, depth=2)
 
 
