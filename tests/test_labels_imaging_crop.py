@@ -111,3 +111,24 @@ def test_shrinking_before_padding_gives_the_same_crop_within_rounding(monkeypatc
     for a, b in zip(exact[1:], shrunk[1:]):
         assert a.shape == b.shape == (160, 160, 3)
         assert np.abs(a.astype(int) - b).mean() < 3  # a border placed to the nearest small pixel
+
+
+def test_a_warning_inside_a_decode_names_the_file_once_and_others_go_to_the_handler_there_was(monkeypatch, caplog):
+    """The hook the CLI installs (maskwatch.decode_warnings): inside a decode, one log line per file and message;
+    outside one, the warning reaches the handler that was there before, untouched."""
+    import warnings
+
+    from maskwatch import decode_warnings
+
+    seen: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *rest, **kw: seen.append(str(message)))
+    decode_warnings.name_files_in_decode_warnings()
+    decode_warnings.name_files_in_decode_warnings()  # idempotent: one wrapper, not two
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("not about a file", UserWarning, stacklevel=1)
+        with caplog.at_level("WARNING"), decode_warnings.decoding("x.jpg"):
+            warnings.warn("tag past the end", UserWarning, stacklevel=1)
+            warnings.warn("tag past the end", UserWarning, stacklevel=1)
+    assert seen == ["not about a file"]
+    assert [r.getMessage() for r in caplog.records] == ["x.jpg: tag past the end"]

@@ -378,6 +378,26 @@ def test_detect_does_not_read_back_its_own_outputs_inside_the_folder(tiny_model,
     assert [Path(json.loads(line)["source"]).name for line in (tmp_path / "g.jsonl").read_text().splitlines()] == ["a.png"]
 
 
+def test_detect_refuses_outputs_that_would_overwrite_its_inputs_and_never_leaves_out_the_whole_source(tiny_model, tmp_path: Path):
+    """``--save`` on the folder being read (``a.png``'s copy would be ``a.jpg``, another photo) and ``--json`` on an
+    image: one line, exit 2, nothing written. An output folder holding the source leaves nothing out of it."""
+    photos = tmp_path / "photos"
+    face_png(photos / "a.png")
+    Image.fromarray(synthetic_face("without_mask", 64)).save(photos / "a.jpg")
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    model = ["--model", str(tiny_model[1])]
+    result = invoke(["detect", str(photos), *model, "--save", str(photos)], 2)
+    assert "is the folder being read" in result.output
+    result = invoke(["detect", str(photos / "*.png"), *model, "--save", str(photos)], 2)  # a glob's folder too
+    assert "is the folder being read" in result.output
+    result = invoke(["detect", str(photos), *model, "--json", str(photos / "a.jpg")], 2)
+    assert "is an image or video file; refusing to overwrite it" in result.output
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    out = tmp_path / "all.jsonl"
+    invoke(["detect", str(photos), *model, "--json", str(out), "--save", str(tmp_path)], 0)  # holds the source
+    assert sorted(Path(json.loads(line)["source"]).name for line in out.read_text().splitlines()) == ["a.jpg", "a.png"]
+
+
 def test_save_into_the_photos_own_folder_never_overwrites_the_photo(tiny_model, tmp_path: Path):
     """``detect x.jpg --save .`` used to write the annotated copy over x.jpg itself."""
     photo = tmp_path / "a.jpg"
@@ -400,6 +420,17 @@ def test_evaluate_leaves_its_own_outputs_inside_the_tree_out(tiny_model, tmp_pat
         result = invoke(args, 0)
         assert json.loads(report.read_text())["n"] == 2 and json.loads(report.read_text())["problems"] == []
     assert (tree / "confusion_matrix.png").is_file() and "leaving out this run's own output" in result.output
+    elsewhere = tmp_path / "r.json"
+    for name, outputs in [
+        ("pictures", ["--out", "pictures"]),  # a picture folder in the tree
+        ("in_class", ["--gallery", "without_mask"]),  # a class folder keeps its faces; only the files written go
+    ]:
+        other = tmp_path / name
+        face_png(other / "with_mask" / "a.png")
+        face_png(other / "without_mask" / "b.png", seed=1)
+        for _ in range(2):
+            invoke(["evaluate", str(other), args[2], args[3], "--json", str(elsewhere), outputs[0], str(other / outputs[1])], 0)
+            assert json.loads(elsewhere.read_text())["n"] == 2 and json.loads(elsewhere.read_text())["problems"] == []
 
 
 def _jpeg_with_damaged_exif(path: Path) -> Path:

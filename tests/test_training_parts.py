@@ -290,6 +290,18 @@ def test_a_source_named_all_does_not_overwrite_the_overall_figures():
     assert reports[SOURCE_NAMED_ALL]["n"] == 2 and reports[SOURCE_NAMED_ALL]["accuracy"] == 1.0
 
 
+def test_the_focus_summary_keeps_a_source_named_all_apart_from_the_overall_figures():
+    import numpy as np
+
+    from maskwatch.metrics import SOURCE_NAMED_ALL
+    from maskwatch.training.train import focus_summary
+
+    focus, labels = np.array([0.2, 0.4, 0.6, 0.8]), np.array([0, 0, 0, 0])
+    summary = focus_summary(focus, labels, np.array(["all", "all", "b", "b"]), ["x", "y", "z"])
+    assert list(summary) == ["all", SOURCE_NAMED_ALL, "b"]
+    assert summary["all"]["x"]["n"] == 4 and summary[SOURCE_NAMED_ALL]["x"]["n"] == 2
+
+
 # --- the training-side commands are module-level functions -----------------------------------------------------------
 def test_training_commands_register_onto_any_app_and_run_alone(tmp_path: Path, caplog):
     import typer

@@ -13,6 +13,7 @@ from maskwatch.cli_common import EXIT_ALL_FAILED, EXIT_SOME_FAILED
 from maskwatch.cli_common import fail as _fail
 from maskwatch.cli_common import require_extra as _require_extra
 from maskwatch.cli_lazy import LazyTyper
+from maskwatch.decode_warnings import name_files_in_decode_warnings
 
 # Options shared by `detect` and `evaluate-scenes`: the crop of detected faces, then the still-image refinements
 # (maskwatch.runtime.pipeline.still_image_defaults).
@@ -82,9 +83,7 @@ def _setup_logging(verbose: bool) -> None:
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output.")) -> None:
     _setup_logging(verbose)
-    from maskwatch.imaging import name_files_in_pil_warnings  # PIL and OpenCV: not at import, for a fast --help
-
-    name_files_in_pil_warnings()
+    name_files_in_decode_warnings()
 
 
 def _finish(problems: int, total: int) -> None:
@@ -255,12 +254,11 @@ def evaluate(
     """Accuracy, macro-F1, per-class metrics and confusion matrix of the classifier on labelled faces, per source."""
     _require_extra("eval")
     from maskwatch.fileio import OutputError
-    from maskwatch.imaging import outputs_inside
     from maskwatch.runtime.classifier import ModelFileError
     from maskwatch.runtime.evaluate import (
-        CONFUSION_MATRIX_PNG,
         evaluate_source,
         is_manifest,
+        own_outputs_in_tree,
         save_error_galleries,
         write_evaluation,
     )
@@ -274,13 +272,12 @@ def evaluate(
     except (ModelFileError, ValueError) as error:
         _fail(str(error))
     # Outputs inside the tree being scored are left out of it (a second run would find the first run's there).
-    outputs = [path for path in (json_out, picture_dir / CONFUSION_MATRIX_PNG, gallery) if path is not None]
-    own_outputs = outputs_inside(data_dir, outputs) if data_dir.is_dir() else []
-    if own_outputs:
-        log.info("%s: leaving out this run's own output %s", data_dir, ", ".join(own_outputs))
+    own_outputs = own_outputs_in_tree(data_dir, json_out, picture_dir, gallery) if data_dir.is_dir() else []
+    if there := [str(path) for path in own_outputs if path.exists()]:
+        log.info("%s: leaving out this run's own output %s", data_dir, ", ".join(there))
     try:
         result, scored, problems = evaluate_source(
-            data_dir, classifier, split=split, mirrored=flip, relabel=relabel, skip=[Path(p) for p in own_outputs]
+            data_dir, classifier, split=split, mirrored=flip, relabel=relabel, skip=own_outputs
         )
     except ValueError as error:  # e.g. a split manifest with missing columns, or a malformed --relabel list
         _fail(str(error))

@@ -8,9 +8,7 @@ OpenCV instead (faster, same pixels; see :mod:`maskwatch.fastjpeg`), and everyth
 from __future__ import annotations
 
 import io
-import logging
 import os
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskwatch.decode_warnings import decoding
 from maskwatch.fastjpeg import decode_plain_jpeg, load_plain_jpeg
 
 #: Images above this many pixels are refused (a 10000x10000 image is 100 MP).
@@ -30,46 +29,8 @@ SYSTEM_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop
 SYSTEM_FOLDER_NAMES = frozenset({"__macosx", ".spotlight-v100", ".trashes", ".fseventsd"})
 
 
-log = logging.getLogger(__name__)
-
-#: The file the current thread is decoding with PIL (and what PIL already said about it), for
-#: :func:`name_files_in_pil_warnings`. Thread-local: ``detect`` decodes ahead on a thread.
-_decoding = threading.local()
-
-
 class ImageLoadError(ValueError):
     """A file that cannot be used as an image; the message names the file and the reason."""
-
-
-def name_files_in_pil_warnings() -> None:
-    """Make a warning raised while PIL decodes a file (damaged EXIF, odd chunks) one log line naming the file,
-    once per file and message, instead of Python's two-line warning with PIL's own source path.
-
-    The commands call this once at start. It wraps :func:`warnings.showwarning`, which runs in the thread that
-    warned, and reads that thread's :data:`_decoding`, so decode threads never mix up their files (a
-    ``catch_warnings`` block per file would, on Python 3.11). Other warnings go to the handler there was before.
-    """
-    if getattr(warnings.showwarning, "names_pil_files", False):
-        return
-    previous = warnings.showwarning
-
-    def showwarning(
-        message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None, line: str | None = None
-    ) -> None:
-        name = getattr(_decoding, "name", None)
-        if name is None:  # not inside a decode on this thread: not about a file
-            previous(message, category, filename, lineno, file, line)
-            return
-        text = str(message)
-        if text not in _decoding.said:
-            _decoding.said.add(text)
-            log.warning("%s: %s", name, text)
-
-    showwarning.names_pil_files = True  # type: ignore[attr-defined]
-    warnings.showwarning = showwarning
-    # Python shows a warning once per place in the code that warns; every damaged file deserves its own line.
-    for module in (r"PIL\.", r"maskwatch\.imaging"):
-        warnings.filterwarnings("always", category=UserWarning, module=module)
 
 
 def is_image_path(path: Path) -> bool:
@@ -92,9 +53,19 @@ def is_system_folder(name: str) -> bool:
     return name.lower() in SYSTEM_FOLDER_NAMES
 
 
+def _forms(path: Path | str) -> set[str]:
+    """The absolute path as written and with every link resolved: an output reached through a link is still the
+    same output."""
+    return {os.path.abspath(path), os.path.realpath(path)}
+
+
 def real_paths(paths: Sequence[Path | str]) -> frozenset[str]:
-    """Real (link-free, absolute) forms of ``paths``, for :func:`is_left_out`."""
-    return frozenset(os.path.realpath(path) for path in paths)
+    """Both forms (see :func:`_forms`) of each of ``paths``, for :func:`is_left_out`."""
+    return frozenset(form for path in paths for form in _forms(path))
+
+
+def _under(form: str, folder: str) -> bool:
+    return form.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def is_left_out(path: Path | str, left_out: frozenset[str]) -> bool:
@@ -102,14 +73,18 @@ def is_left_out(path: Path | str, left_out: frozenset[str]) -> bool:
     listing leaves out the run's own outputs (``--json``, ``--save``, ``--gallery``) when they lie inside it."""
     if not left_out:
         return False
-    real = os.path.realpath(path)
-    return any(real == out or real.startswith(out.rstrip(os.sep) + os.sep) for out in left_out)
+    return any(form == out or _under(form, out) for form in _forms(path) for out in left_out)
 
 
 def outputs_inside(folder: Path | str, outputs: Sequence[Path | str]) -> list[str]:
-    """Those of ``outputs`` that lie inside ``folder``, for the one line that says they are left out."""
-    inside = real_paths([folder])
-    return [str(path) for path in outputs if is_left_out(path, inside) and os.path.realpath(path) not in inside]
+    """Those of ``outputs`` that lie strictly inside ``folder``; an output that is the folder itself or holds it is
+    not among them (leaving it out would leave out everything)."""
+    roots = _forms(folder)
+    return [
+        str(path)
+        for path in outputs
+        if any(_under(form, root) for form in _forms(path) for root in roots) and not _forms(path) & roots
+    ]
 
 
 def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
@@ -158,11 +133,8 @@ def decode_rgb(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS) -> np.nd
 
 def _decode_with_pil(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
     """PIL's decode with the pixel limit checked from the header, before any pixel is decoded."""
-    _decoding.name, _decoding.said = name, set()
-    try:
+    with decoding(name):  # a warning PIL raises now is about this file (see maskwatch.decode_warnings)
         return _decode_pil_image(source, name, max_pixels)
-    finally:
-        _decoding.name = None
 
 
 def _decode_pil_image(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:

@@ -109,7 +109,9 @@ def _frames_of(
         yield from _iter_files(files, include_non_images=True)
     elif kind == "glob":
         left_out = real_paths(skip)
-        matched = [p for p in expand_glob(source) if not is_left_out(p, left_out)]
+        everything = expand_glob(source)
+        matched = [p for p in everything if not is_left_out(p, left_out)]
+        _say_left_out(source, [str(p) for p in everything if is_left_out(p, left_out)])
         files = [p for p in matched if is_image_path(p) or p.suffix.lower() in VIDEO_SUFFIXES]
         if not matched:
             yield Frame(source, 0, None, "glob matched no files")
@@ -134,21 +136,32 @@ def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list
         problems.append((str(error.filename or root), f"cannot read folder ({error.strerror or error})"))
 
     files: dict[str, Path] = {}
+    dropped: list[str] = []
     for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=False):
-        subfolders[:] = [
-            name
-            for name in subfolders
-            if not is_system_folder(name) and os.path.realpath(os.path.join(folder, name)) not in left_out
-        ]
+        kept = [name for name in subfolders if not is_system_folder(name)]
+        if left_out:
+            dropped += [os.path.join(folder, name) for name in kept if is_left_out(os.path.join(folder, name), left_out)]
+            kept = [name for name in kept if not is_left_out(os.path.join(folder, name), left_out)]
+        subfolders[:] = kept
         for name in names:
             path = Path(folder) / name
             if path.is_file():
-                real = os.path.realpath(path)
-                if not is_system_file(path) and real not in left_out:
-                    files.setdefault(real, path)
+                if is_left_out(path, left_out):
+                    dropped.append(str(path))
+                elif not is_system_file(path):
+                    files.setdefault(os.path.realpath(path), path)
             elif path.is_symlink() and not path.exists():
                 problems.append((str(path), "broken symbolic link"))
+    _say_left_out(root, dropped)
     return sorted(files.values()), problems
+
+
+def _say_left_out(source: Path | str, dropped: list[str]) -> None:
+    """One line for the run's own outputs a listing left out, with how many files an output folder held."""
+    if dropped:
+        held = sum(len(names) for path in dropped if os.path.isdir(path) for _, _, names in os.walk(path))
+        more = f" ({held} files in them)" if held else ""
+        log.info("%s: leaving out this run's own output %s%s", source, ", ".join(dropped), more)
 
 
 def folder_read(source: str) -> Path | None:

@@ -8,6 +8,7 @@ runtime's crop, whole-face files with the model's recorded whole-image geometry.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import numpy as np
 
 from maskwatch.crop import crop_face
 from maskwatch.fileio import write_json
-from maskwatch.imaging import ImageLoadError, load_rgb
+from maskwatch.imaging import ImageLoadError, load_rgb, outputs_inside
+from maskwatch.labels import UnknownLabelError, canonical_label
 from maskwatch.metrics import plot_confusion_matrix, reports_by_source
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 
@@ -217,7 +219,7 @@ def save_error_galleries(scored: Scored, labels: Sequence[str], folder: Path, *,
         save_grid([scored.mistake_crops[i] for i in shown], captions, str(path), title=title)
         written.append(path)
         listing += [_mistake_record(scored, labels, i) for i in indices]
-    mistakes = folder / "mistakes.json"
+    mistakes = folder / MISTAKES_JSON
     write_json(mistakes, listing, indent=1)
     return [*written, mistakes]
 
@@ -236,6 +238,32 @@ def _mistake_record(scored: Scored, labels: Sequence[str], i: int) -> dict:
 
 #: The picture :func:`write_evaluation` draws in its folder.
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+#: What :func:`save_error_galleries` writes in its folder besides one ``errors_<source>.png`` per source.
+MISTAKES_JSON = "mistakes.json"
+
+
+def own_outputs_in_tree(tree: Path, json_path: Path | None, picture_dir: Path, gallery: Path | None) -> list[Path]:
+    """What ``evaluate`` writes that lies strictly inside the class-folder ``tree`` it scores, to leave out of it (a
+    second run finds the first run's there): the JSON, the confusion matrix, the gallery's pictures and listing, and
+    an output folder that is not within a class folder (it would be read as a class of its own). An output folder
+    within a class folder keeps its faces: only the files written there are left out."""
+    files = [json_path, picture_dir / CONFUSION_MATRIX_PNG]
+    if gallery is not None:
+        files += [gallery / MISTAKES_JSON, *sorted(gallery.glob("errors_*.png"))]
+    inside = outputs_inside(tree, [path for path in files if path is not None])
+    for folder in (picture_dir, gallery):
+        if folder is not None and outputs_inside(tree, [folder]) and not _within_class_folder(tree, folder):
+            inside.append(str(folder))
+    return [Path(path) for path in inside]
+
+
+def _within_class_folder(tree: Path, folder: Path) -> bool:
+    top = os.path.relpath(os.path.realpath(folder), os.path.realpath(tree)).split(os.sep)[0]
+    try:
+        canonical_label(top)
+    except UnknownLabelError:
+        return False
+    return True
 
 
 def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) -> list[Path]:

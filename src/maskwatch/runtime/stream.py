@@ -23,12 +23,12 @@ import cv2
 
 from maskwatch.draw import annotate
 from maskwatch.fileio import OutputError, check_writable_folder, ensure_parent, write_image
-from maskwatch.imaging import outputs_inside
+from maskwatch.imaging import is_image_path, outputs_inside
 from maskwatch.prefetch import prefetch
 from maskwatch.results import FrameResult
 from maskwatch.runtime.pipeline import MaskDetector
 from maskwatch.runtime.tracking import Tracker
-from maskwatch.sources import Frame, describe_source, folder_read, iter_frames
+from maskwatch.sources import VIDEO_SUFFIXES, Frame, describe_source, folder_read, iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,20 @@ class _VideoSinks:
                 os.replace(partial, final)
 
 
+def _same_file(a: Path, b: str) -> bool:
+    """Whether ``a`` and ``b`` are one file (also on a case-insensitive disk, where ``X.JPG`` is ``x.jpg``)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
+
+
 def _save_name(save_dir: Path, source: str, used: set[str], *, suffix: str = ".jpg", fallback: str = "image") -> Path:
     """``<stem><suffix>`` in ``save_dir``, numbered when another source (same name, other folder) took it, and
     ``<stem>_annotated<suffix>`` where that would be the source file itself (``detect x.jpg --save .``), which is
     never overwritten."""
     name = Path(source).stem or fallback
-    if os.path.realpath(save_dir / f"{name}{suffix}") == os.path.realpath(source):
+    if _same_file(save_dir / f"{name}{suffix}", source):
         name = f"{name}_annotated"
     candidate, n = name, 1
     while candidate + suffix in used:
@@ -103,9 +111,24 @@ def _save_name(save_dir: Path, source: str, used: set[str], *, suffix: str = ".j
     return save_dir / f"{candidate}{suffix}"
 
 
+def _check_save_is_not_the_folder_read(source: str, options: OutputOptions) -> None:
+    """``--save`` on the very folder a folder or glob source reads would put annotated copies among the photos,
+    where one photo's copy can take another photo's name (``a.png`` -> ``a.jpg``, ``sub/a.jpg`` -> ``a.jpg``)."""
+    root = folder_read(source)
+    if options.save_dir is not None and root is not None and os.path.realpath(options.save_dir) == os.path.realpath(root):
+        raise OutputError(
+            f"--save {options.save_dir}: is the folder being read; annotated copies would land among the photos and "
+            "could overwrite them. Choose another folder (one inside it is fine: it is left out of the input)"
+        )
+
+
 def check_outputs(options: OutputOptions) -> None:
     """Fail before any work when ``--json`` or ``--save`` cannot be written (one :class:`OutputError` line)."""
     if options.json_path is not None:
+        if options.json_path.is_file() and (
+            is_image_path(options.json_path) or options.json_path.suffix.lower() in VIDEO_SUFFIXES
+        ):
+            raise OutputError(f"--json {options.json_path}: is an image or video file; refusing to overwrite it")
         ensure_parent(options.json_path)
         try:
             with open(options.json_path, "a"):
@@ -199,6 +222,7 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
     come (a live stream may never end) and flushed per line, so a kill loses at most the line being written.
     """
     check_outputs(options)
+    _check_save_is_not_the_folder_read(source, options)
     if options.show and (problem := display_problem()):
         log.error("--show: %s; running without a window", problem)
         options = replace(options, show=False)
@@ -244,15 +268,12 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
 
 
 def _own_outputs(source: str, options: OutputOptions) -> list[Path]:
-    """This run's ``--json`` file and ``--save`` folder where they lie inside the folder a folder or glob source
-    reads, which must not read them back as input (a second run finds the first run's there); one line says so.
-    An output that holds the whole source (``--save .`` on ``.``) is not left out: that would leave out everything."""
+    """This run's ``--json`` file and ``--save`` folder where they lie strictly inside the folder a folder or glob
+    source reads, which must not read them back as input (a second run finds the first run's there; the listing
+    says what it left out). An output that is or holds that folder is not left out: that would be everything."""
     root = folder_read(source)
     outputs = [path for path in (options.json_path, options.save_dir) if path is not None]
-    inside = outputs_inside(root, outputs) if root is not None else []
-    if inside:
-        log.info("%s: leaving out this run's own output %s", source, ", ".join(inside))
-    return [Path(path) for path in inside]
+    return [Path(path) for path in outputs_inside(root, outputs)] if root is not None else []
 
 
 def _read_ahead(source: str, stride: int, skip: list[Path]) -> Iterator[Frame]:

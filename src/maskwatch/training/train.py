@@ -31,6 +31,7 @@ from maskwatch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transfor
 from maskwatch.fileio import atomic_path, atomic_write, write_json
 from maskwatch.labels import LABELS
 from maskwatch.metrics import (
+    SOURCE_NAMED_ALL,
     classification_report,
     expected_calibration_error,
     fit_temperature,
@@ -258,12 +259,13 @@ def face_masks(loaded: LoadedSamples, margin: float, positions: np.ndarray | Non
 def focus_summary(focus: np.ndarray, labels: np.ndarray, sources: np.ndarray, names: list[str]) -> dict:
     """Median/mean focus per source and true class - the layout of ``maskwatch explain --report``'s ``per_source``."""
     summary: dict = {}
-    for source in ["all", *sorted(set(sources))]:
-        in_source = np.ones(len(sources), bool) if source == "all" else sources == source
+    for key, in_source in [("all", np.ones(len(sources), bool))] + [
+        (SOURCE_NAMED_ALL if source == "all" else source, sources == source) for source in sorted(set(sources))
+    ]:
         for k, name in enumerate(names):
             values = focus[in_source & (labels == k)]
             if len(values):
-                summary.setdefault(source, {})[name] = {
+                summary.setdefault(key, {})[name] = {
                     "n": int(len(values)),
                     "median_focus": float(np.median(values)),
                     "mean_focus": float(np.mean(values)),
