@@ -122,8 +122,11 @@ def test_a_warning_inside_a_decode_names_the_file_once_and_others_go_to_the_hand
 
     seen: list[str] = []
     monkeypatch.setattr(warnings, "showwarning", lambda message, *rest, **kw: seen.append(str(message)))
+    filters = list(warnings.filters)
     decode_warnings.name_files_in_decode_warnings()
+    wrapper = warnings.showwarning
     decode_warnings.name_files_in_decode_warnings()  # idempotent: one wrapper, not two
+    assert warnings.showwarning is wrapper and warnings.filters == filters  # the user's -W filters stay in charge
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("not about a file", UserWarning, stacklevel=1)

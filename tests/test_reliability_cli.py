@@ -156,8 +156,9 @@ def test_same_named_videos_in_two_folders_do_not_overwrite_each_other(tiny_model
     write_clip(tmp_path / "in" / "cam2" / "clip.avi", frames=2)
     save = tmp_path / "saved"
     invoke(["detect", str(tmp_path / "in"), "--model", str(tiny_model[1]), "--save", str(save)], 0)
-    videos = sorted(p.name for p in save.iterdir())
+    videos = sorted(p.name for p in save.iterdir() if p.suffix == ".mp4")
     assert videos == ["clip_2_annotated.mp4", "clip_annotated.mp4"]
+    assert sorted((save / ".maskwatch-written").read_text().split()) == videos  # recorded as maskwatch's own
     counts = sorted(int(cv2.VideoCapture(str(save / v)).get(cv2.CAP_PROP_FRAME_COUNT)) for v in videos)
     assert counts == [2, 3]
 
@@ -361,41 +362,60 @@ def test_detect_skips_system_files_quietly_and_names_a_broken_link(tiny_model, t
     assert sorted(Path(r["source"]).name for r in records) == ["a.png", "gone.jpg"]  # every input listed once
 
 
+def _names(lines_file: Path) -> list[str]:
+    return sorted(Path(json.loads(line)["source"]).name for line in lines_file.read_text().splitlines())
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def test_detect_does_not_read_back_its_own_outputs_inside_the_folder(tiny_model, tmp_path: Path):
-    """``--json`` and ``--save`` inside the folder being read: neither this run's nor the last run's outputs become
-    inputs (the JSON used to be read as an empty file, the annotated copies as more photos)."""
+    """``--json`` and ``--save`` inside the folder being read: neither this run's JSON nor an earlier run's annotated
+    copies become inputs (the JSON used to be read as an empty file, the copies as more photos)."""
     photos = tmp_path / "photos"
     face_png(photos / "a.png")
     out = photos / "out.jsonl"
     args = ["detect", str(photos), "--model", str(tiny_model[1]), "--json", str(out), "--save", str(photos / "annotated")]
     for _ in range(2):  # the second run finds the first run's outputs there
         result = invoke(args, 0)
-        assert [Path(json.loads(line)["source"]).name for line in out.read_text().splitlines()] == ["a.png"]
-    assert "leaving out this run's own output" in result.output
-    assert sorted(p.name for p in (photos / "annotated").iterdir()) == ["a.jpg"]
+        assert _names(out) == ["a.png"]
+    assert "that maskwatch wrote" in result.output and "a.jpg" in result.output
+    assert _visible(photos / "annotated") == ["a.jpg"]
     glob = [str(photos / "**" / "*"), "--model", str(tiny_model[1]), "--json", str(tmp_path / "g.jsonl")]
     invoke(["detect", *glob, "--save", str(photos / "annotated")], 0)  # a glob that reaches the annotated copies
-    assert [Path(json.loads(line)["source"]).name for line in (tmp_path / "g.jsonl").read_text().splitlines()] == ["a.png"]
+    assert _names(tmp_path / "g.jsonl") == ["a.png"]
 
 
-def test_detect_refuses_outputs_that_would_overwrite_its_inputs_and_never_leaves_out_the_whole_source(tiny_model, tmp_path: Path):
-    """``--save`` on the folder being read (``a.png``'s copy would be ``a.jpg``, another photo) and ``--json`` on an
-    image: one line, exit 2, nothing written. An output folder holding the source leaves nothing out of it."""
+def test_detect_never_overwrites_a_file_it_did_not_write(tiny_model, tmp_path: Path):
+    """``--save`` on the folder read, or on a folder holding photos, or beside a single photo: a copy whose name is
+    a file of the user's (``a.png``'s copy is ``a.jpg``, another photo) is named ``<stem>_annotated`` instead, the
+    user's photos stay input, and a second run replaces only its own copies. ``--json`` on an image: one line, exit 2."""
+    model = ["--model", str(tiny_model[1])]
     photos = tmp_path / "photos"
     face_png(photos / "a.png")
     Image.fromarray(synthetic_face("without_mask", 64)).save(photos / "a.jpg")
-    before = {p.name: p.read_bytes() for p in photos.iterdir()}
-    model = ["--model", str(tiny_model[1])]
-    result = invoke(["detect", str(photos), *model, "--save", str(photos)], 2)
-    assert "is the folder being read" in result.output
-    result = invoke(["detect", str(photos / "*.png"), *model, "--save", str(photos)], 2)  # a glob's folder too
-    assert "is the folder being read" in result.output
+    face_png(photos / "sub" / "a.png", seed=2)
+    before = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+    out = tmp_path / "o.jsonl"
+    for save in (photos, photos / "sub"):  # the folder read itself, then a folder inside it holding a photo
+        for _ in range(2):
+            invoke(["detect", str(photos), *model, "--json", str(out), "--save", str(save)], 0)
+            assert _names(out) == ["a.jpg", "a.png", "a.png"]  # the user's three photos, never a copy
+            assert all(p.read_bytes() == data for p, data in before.items())
+    assert _visible(photos) == ["a.jpg", "a.png", "a_annotated.jpg", "a_annotated_2.jpg", "a_annotated_3.jpg", "sub"]
+    single = tmp_path / "single"
+    face_png(single / "a.png")
+    Image.fromarray(synthetic_face("without_mask", 64)).save(single / "a.jpg")
+    photo = (single / "a.jpg").read_bytes()
+    invoke(["detect", str(single / "a.png"), *model, "--save", str(single)], 0)  # a.png's copy would be a.jpg
+    assert (single / "a.jpg").read_bytes() == photo and (single / "a_annotated.jpg").is_file()
     result = invoke(["detect", str(photos), *model, "--json", str(photos / "a.jpg")], 2)
-    assert "is an image or video file; refusing to overwrite it" in result.output
-    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
-    out = tmp_path / "all.jsonl"
+    assert "is an existing image or video file; refusing to overwrite it" in result.output
+    assert (photos / "a.jpg").read_bytes() == before[photos / "a.jpg"]
+    invoke(["detect", str(photos), *model, "--json", str(out), "--save", str(tmp_path / "copies")], 0)
     invoke(["detect", str(photos), *model, "--json", str(out), "--save", str(tmp_path)], 0)  # holds the source
-    assert sorted(Path(json.loads(line)["source"]).name for line in out.read_text().splitlines()) == ["a.jpg", "a.png"]
+    assert _names(out) == ["a.jpg", "a.png", "a.png"]  # nothing left out
 
 
 def test_save_into_the_photos_own_folder_never_overwrites_the_photo(tiny_model, tmp_path: Path):
@@ -411,26 +431,35 @@ def test_save_into_the_photos_own_folder_never_overwrites_the_photo(tiny_model, 
 def test_evaluate_leaves_its_own_outputs_inside_the_tree_out(tiny_model, tmp_path: Path):
     """``--json``, the confusion matrix beside it and ``--gallery`` inside the tree being scored: a second run used
     to find them there as an image outside any class folder and a folder of an unknown class, and exit 1."""
-    tree = tmp_path / "faces"
-    face_png(tree / "with_mask" / "a.png")
-    face_png(tree / "without_mask" / "b.png", seed=1)
-    report = tree / "report.json"
-    args = ["evaluate", str(tree), "--model", str(tiny_model[1]), "--json", str(report), "--gallery", str(tree / "gallery")]
+    model = ["--model", str(tiny_model[1])]
+
+    def tree(name: str) -> Path:
+        folder = tmp_path / name
+        face_png(folder / "with_mask" / "a.png")
+        face_png(folder / "without_mask" / "b.png", seed=1)
+        return folder
+
+    faces = tree("faces")
+    report = faces / "report.json"
     for _ in range(2):
-        result = invoke(args, 0)
+        result = invoke(["evaluate", str(faces), *model, "--json", str(report), "--gallery", str(faces / "gallery")], 0)
         assert json.loads(report.read_text())["n"] == 2 and json.loads(report.read_text())["problems"] == []
-    assert (tree / "confusion_matrix.png").is_file() and "leaving out this run's own output" in result.output
+    assert (faces / "confusion_matrix.png").is_file() and "leaving out this run's own output" in result.output
     elsewhere = tmp_path / "r.json"
     for name, outputs in [
         ("pictures", ["--out", "pictures"]),  # a picture folder in the tree
+        ("class_named", ["--gallery", "mask_incorrect"]),  # a new folder named like a class: not an empty class
+        ("nested", ["--gallery", "reports/gallery", "--out", "reports/pictures"]),  # the folder around them too
         ("in_class", ["--gallery", "without_mask"]),  # a class folder keeps its faces; only the files written go
     ]:
-        other = tmp_path / name
-        face_png(other / "with_mask" / "a.png")
-        face_png(other / "without_mask" / "b.png", seed=1)
+        folder = tree(name)
+        placed = [value if value.startswith("--") else str(folder / value) for value in outputs]
         for _ in range(2):
-            invoke(["evaluate", str(other), args[2], args[3], "--json", str(elsewhere), outputs[0], str(other / outputs[1])], 0)
+            invoke(["evaluate", str(folder), *model, "--json", str(elsewhere), *placed], 0)
             assert json.loads(elsewhere.read_text())["n"] == 2 and json.loads(elsewhere.read_text())["problems"] == []
+    result = invoke(["evaluate", str(faces), *model, "--json", str(faces / "with_mask" / "a.png")], 2)
+    assert "is an existing image or video file; refusing to overwrite it" in result.output
+    assert (faces / "with_mask" / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _jpeg_with_damaged_exif(path: Path) -> Path:

@@ -64,15 +64,45 @@ def ensure_parent(path: Path) -> None:
         raise OutputError(f"{path}: cannot create folder {path.parent} ({error.strerror or error})") from None
 
 
+def check_not_media(path: Path, option: str) -> None:
+    """Refuse a report written over an existing photo or video (``--json photos/a.jpg``): one line, nothing lost."""
+    from maskwatch.imaging import is_media_path  # PIL and OpenCV: only when a command checks its outputs
+
+    if Path(path).is_file() and is_media_path(Path(path)):
+        raise OutputError(f"{option} {path}: is an existing image or video file; refusing to overwrite it")
+
+
 def check_writable_file(path: Path, option: str) -> None:
     """Fail before any work, with one :class:`OutputError` line, when ``path`` cannot be written atomically: its
-    folder cannot be made or written to, or it is a folder. Leaves no file behind."""
+    folder cannot be made or written to, it is a folder, or it is an existing image or video. Leaves no file behind."""
     path = Path(path)
+    check_not_media(path, option)
     try:
         ensure_parent(path)
     except OutputError as error:
         raise OutputError(f"{option} {error}") from None
     check_writable_folder(path.parent, option, name=path)
+
+
+def read_written(folder: Path) -> set[str]:
+    """The names of the annotated copies ``detect --save`` wrote in ``folder`` (its :data:`WRITTEN_RECORD`): those
+    a later run may replace and leaves out of its input; any other file there is the user's and never replaced."""
+    from maskwatch.imaging import WRITTEN_RECORD
+
+    try:
+        text = (Path(folder) / WRITTEN_RECORD).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:  # none yet, or unreadable: nothing there is known to be ours
+        return set()
+    return {line for line in text.splitlines() if line and "/" not in line and line not in (".", "..")}
+
+
+def record_written(folder: Path, name: str) -> None:
+    """Add ``name`` to ``folder``'s :data:`WRITTEN_RECORD`, once the file is complete. One appended, flushed line:
+    a kill loses at most that line, and the copy it named is then taken for the user's and kept."""
+    from maskwatch.imaging import WRITTEN_RECORD
+
+    with open(Path(folder) / WRITTEN_RECORD, "a", encoding="utf-8", errors="surrogateescape") as record:
+        record.write(name + "\n")
 
 
 def check_writable_folder(folder: Path, option: str, *, name: Path | None = None) -> None:

@@ -11,6 +11,7 @@ import io
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,12 @@ from maskwatch.fastjpeg import decode_plain_jpeg, load_plain_jpeg
 MAX_PIXELS = 50_000_000
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
+#: The list of annotated copies ``detect --save`` wrote in a folder (:mod:`maskwatch.fileio`): not a user's file.
+WRITTEN_RECORD = ".maskwatch-written"
 
 #: Files and folders an operating system leaves in a folder of photos (Finder, Explorer, a zip made on a Mac).
-SYSTEM_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"})
+SYSTEM_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", WRITTEN_RECORD})
 SYSTEM_FOLDER_NAMES = frozenset({"__macosx", ".spotlight-v100", ".trashes", ".fseventsd"})
 
 
@@ -35,6 +39,11 @@ class ImageLoadError(ValueError):
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_media_path(path: Path) -> bool:
+    """An image or a video by its name: what a report must never be written over."""
+    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 def is_system_file(path: Path, root: Path | None = None) -> bool:
@@ -59,21 +68,42 @@ def _forms(path: Path | str) -> set[str]:
     return {os.path.abspath(path), os.path.realpath(path)}
 
 
-def real_paths(paths: Sequence[Path | str]) -> frozenset[str]:
-    """Both forms (see :func:`_forms`) of each of ``paths``, for :func:`is_left_out`."""
-    return frozenset(form for path in paths for form in _forms(path))
+@dataclass(frozen=True)
+class LeftOut:
+    """Files and folders a listing leaves out, each in both forms (see :func:`_forms`): files by set lookup (there
+    may be thousands: every annotated copy of an earlier run), folders by prefix (a few)."""
+
+    files: frozenset[str] = frozenset()
+    folders: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.folders)
+
+
+def real_paths(paths: Sequence[Path | str]) -> LeftOut:
+    """``paths`` as a :class:`LeftOut`: an existing folder is left out with everything in it, anything else as a
+    file."""
+    folders = [path for path in paths if os.path.isdir(path)]
+    files = [path for path in paths if not os.path.isdir(path)]
+    return LeftOut(
+        frozenset(form for path in files for form in _forms(path)),
+        frozenset(form for path in folders for form in _forms(path)),
+    )
 
 
 def _under(form: str, folder: str) -> bool:
     return form.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def is_left_out(path: Path | str, left_out: frozenset[str]) -> bool:
-    """``path`` is one of ``left_out`` (see :func:`real_paths`) or lies in a folder among them: how a folder
-    listing leaves out the run's own outputs (``--json``, ``--save``, ``--gallery``) when they lie inside it."""
+def is_left_out(path: Path | str, left_out: LeftOut) -> bool:
+    """``path`` is one of ``left_out``'s files or folders or lies in one of its folders: how a listing leaves out
+    the run's own outputs (``--json``, earlier annotated copies, ``--gallery``) when they lie inside it."""
     if not left_out:
         return False
-    return any(form == out or _under(form, out) for form in _forms(path) for out in left_out)
+    forms = _forms(path)
+    if forms & left_out.files or forms & left_out.folders:
+        return True
+    return any(_under(form, folder) for form in forms for folder in left_out.folders)
 
 
 def outputs_inside(folder: Path | str, outputs: Sequence[Path | str]) -> list[str]:
@@ -140,7 +170,9 @@ def _decode_with_pil(source: Path | io.BytesIO, name: str, max_pixels: int) -> n
 def _decode_pil_image(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
-            # We enforce our own, lower pixel limit below; PIL's warning would only repeat it.
+            # We enforce our own, lower pixel limit below; PIL's warning would only repeat it. Changing the filters
+            # also resets Python's record of warnings already shown once per place in the code, which is what
+            # lets every damaged file have its own line (maskwatch.decode_warnings).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source)
         with image:

@@ -17,7 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskwatch.fileio import read_written
 from maskwatch.imaging import (
+    VIDEO_SUFFIXES,
+    WRITTEN_RECORD,
     ImageLoadError,
     is_image_path,
     is_left_out,
@@ -30,7 +33,6 @@ from maskwatch.live import DEFAULT_TIMEOUT_S, LatestFrameReader, open_capture
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 #: A video this many unreadable frames in a row is taken to have ended (its length may be unknown or wrong).
 MAX_BAD_FRAMES_IN_A_ROW = 25
@@ -109,9 +111,16 @@ def _frames_of(
         yield from _iter_files(files, include_non_images=True)
     elif kind == "glob":
         left_out = real_paths(skip)
+        written: dict[Path, set[str]] = {}  # per folder, the annotated copies maskwatch wrote there
+
+        def ours(path: Path) -> bool:
+            if path.parent not in written:
+                written[path.parent] = read_written(path.parent)
+            return path.name in written[path.parent] or is_left_out(path, left_out)
+
         everything = expand_glob(source)
-        matched = [p for p in everything if not is_left_out(p, left_out)]
-        _say_left_out(source, [str(p) for p in everything if is_left_out(p, left_out)])
+        matched = [p for p in everything if not ours(p)]
+        _say_left_out([str(p) for p in everything if ours(p)])
         files = [p for p in matched if is_image_path(p) or p.suffix.lower() in VIDEO_SUFFIXES]
         if not matched:
             yield Frame(source, 0, None, "glob matched no files")
@@ -128,7 +137,8 @@ def _frames_of(
 
 def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list[tuple[str, str]]]:
     """Every file under ``root`` once, sorted, without following folder symlinks (no loops, no repeats), and
-    (folder, reason) for each folder that could not be read; ``skip``: files and folders left out."""
+    (folder, reason) for each folder that could not be read. Left out, with one line per folder: ``skip`` (files and
+    folders: this run's ``--json``) and the annotated copies ``detect --save`` recorded writing (never photos)."""
     problems: list[tuple[str, str]] = []
     left_out = real_paths(skip)
 
@@ -139,29 +149,33 @@ def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list
     dropped: list[str] = []
     for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=False):
         kept = [name for name in subfolders if not is_system_folder(name)]
-        if left_out:
+        if left_out.folders:
             dropped += [os.path.join(folder, name) for name in kept if is_left_out(os.path.join(folder, name), left_out)]
             kept = [name for name in kept if not is_left_out(os.path.join(folder, name), left_out)]
         subfolders[:] = kept
+        ours = read_written(Path(folder)) if WRITTEN_RECORD in names else set()
         for name in names:
             path = Path(folder) / name
             if path.is_file():
-                if is_left_out(path, left_out):
+                if name in ours or is_left_out(path, left_out):
                     dropped.append(str(path))
                 elif not is_system_file(path):
                     files.setdefault(os.path.realpath(path), path)
             elif path.is_symlink() and not path.exists():
                 problems.append((str(path), "broken symbolic link"))
-    _say_left_out(root, dropped)
+    _say_left_out(dropped)
     return sorted(files.values()), problems
 
 
-def _say_left_out(source: Path | str, dropped: list[str]) -> None:
-    """One line for the run's own outputs a listing left out, with how many files an output folder held."""
-    if dropped:
-        held = sum(len(names) for path in dropped if os.path.isdir(path) for _, _, names in os.walk(path))
-        more = f" ({held} files in them)" if held else ""
-        log.info("%s: leaving out this run's own output %s%s", source, ", ".join(dropped), more)
+def _say_left_out(dropped: list[str]) -> None:
+    """One line per folder for what a listing left out as maskwatch's own output (``--json``, earlier annotated
+    copies), so that nothing leaves the input without a word."""
+    by_folder: dict[str, list[str]] = {}
+    for path in dropped:
+        by_folder.setdefault(os.path.dirname(path) or ".", []).append(os.path.basename(path))
+    for folder, names in by_folder.items():
+        what = names[0] if len(names) == 1 else f"{len(names)} files"
+        log.info("%s: leaving out %s that maskwatch wrote (its --json or annotated copies), not input", folder, what)
 
 
 def folder_read(source: str) -> Path | None:

@@ -19,8 +19,7 @@ import numpy as np
 
 from maskwatch.crop import crop_face
 from maskwatch.fileio import write_json
-from maskwatch.imaging import ImageLoadError, load_rgb, outputs_inside
-from maskwatch.labels import UnknownLabelError, canonical_label
+from maskwatch.imaging import ImageLoadError, LeftOut, is_left_out, is_system_file, load_rgb, outputs_inside, real_paths
 from maskwatch.metrics import plot_confusion_matrix, reports_by_source
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 
@@ -244,26 +243,44 @@ MISTAKES_JSON = "mistakes.json"
 
 def own_outputs_in_tree(tree: Path, json_path: Path | None, picture_dir: Path, gallery: Path | None) -> list[Path]:
     """What ``evaluate`` writes that lies strictly inside the class-folder ``tree`` it scores, to leave out of it (a
-    second run finds the first run's there): the JSON, the confusion matrix, the gallery's pictures and listing, and
-    an output folder that is not within a class folder (it would be read as a class of its own). An output folder
-    within a class folder keeps its faces: only the files written there are left out."""
+    second run finds the first run's there): the JSON, the confusion matrix, the gallery's picture and listing, and
+    the highest folder around them that holds nothing else (else it would be read as a class, or an empty one). An
+    output folder that holds faces (``--gallery tree/without_mask``) keeps them: only the files written are left out.
+    A VOC tree reads only its annotated images: nothing to leave out."""
+    from maskwatch.data.index import is_voc_root, source_name  # torch-free, but kept out of the runtime's imports
+
+    if is_voc_root(tree):
+        return []
     files = [json_path, picture_dir / CONFUSION_MATRIX_PNG]
     if gallery is not None:
-        files += [gallery / MISTAKES_JSON, *sorted(gallery.glob("errors_*.png"))]
+        files += [gallery / MISTAKES_JSON, gallery / f"errors_{source_name(tree)}.png"]
     inside = outputs_inside(tree, [path for path in files if path is not None])
+    ours = real_paths(inside)
     for folder in (picture_dir, gallery):
-        if folder is not None and outputs_inside(tree, [folder]) and not _within_class_folder(tree, folder):
-            inside.append(str(folder))
-    return [Path(path) for path in inside]
+        if folder is not None and outputs_inside(tree, [folder]):
+            top = _highest_holding_only(tree, folder, ours)
+            if top is not None:
+                inside.append(str(top))
+    return [Path(path) for path in dict.fromkeys(inside)]
 
 
-def _within_class_folder(tree: Path, folder: Path) -> bool:
-    top = os.path.relpath(os.path.realpath(folder), os.path.realpath(tree)).split(os.sep)[0]
-    try:
-        canonical_label(top)
-    except UnknownLabelError:
-        return False
-    return True
+def _highest_holding_only(tree: Path, folder: Path, ours: LeftOut) -> Path | None:
+    """The highest folder from ``tree`` (excluded) down to ``folder`` that holds nothing but ``ours``, if any."""
+    relative = os.path.relpath(os.path.abspath(folder), os.path.abspath(tree))
+    if relative.startswith(os.pardir):  # reached through a link: compare the resolved paths
+        relative = os.path.relpath(os.path.realpath(folder), os.path.realpath(tree))
+    parts = Path(relative).parts
+    for depth in range(1, len(parts) + 1):
+        candidate = Path(tree, *parts[:depth])
+        if _holds_only(candidate, ours):
+            return candidate
+    return None
+
+
+def _holds_only(folder: Path, ours: LeftOut) -> bool:
+    return all(
+        is_system_file(path) or is_left_out(path, ours) for path in folder.rglob("*") if path.is_file() or path.is_symlink()
+    )
 
 
 def write_evaluation(result: dict, json_path: Path | None, picture_dir: Path) -> list[Path]:

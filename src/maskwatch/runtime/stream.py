@@ -22,13 +22,21 @@ from pathlib import Path
 import cv2
 
 from maskwatch.draw import annotate
-from maskwatch.fileio import OutputError, check_writable_folder, ensure_parent, write_image
-from maskwatch.imaging import is_image_path, outputs_inside
+from maskwatch.fileio import (
+    OutputError,
+    check_not_media,
+    check_writable_folder,
+    ensure_parent,
+    read_written,
+    record_written,
+    write_image,
+)
+from maskwatch.imaging import outputs_inside
 from maskwatch.prefetch import prefetch
 from maskwatch.results import FrameResult
 from maskwatch.runtime.pipeline import MaskDetector
 from maskwatch.runtime.tracking import Tracker
-from maskwatch.sources import VIDEO_SUFFIXES, Frame, describe_source, folder_read, iter_frames
+from maskwatch.sources import Frame, describe_source, folder_read, iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +73,14 @@ class _VideoSinks:
     no truncated file under the final name (OpenCV's writer picks the container from the suffix, hence not ``.tmp``).
     """
 
-    def __init__(self, save_dir: Path, used: set[str]):
-        self.save_dir, self.used = save_dir, used
+    def __init__(self, names: SaveNames):
+        self.names = names
         self.writers: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
 
     def write(self, source: str, image, fps: float | None) -> None:
         entry = self.writers.get(source)
         if entry is None:
-            final = _save_name(self.save_dir, source, self.used, suffix="_annotated.mp4", fallback="stream")
+            final = self.names.name_for(source, suffix="_annotated.mp4", fallback="stream")
             partial = final.with_name(f".{final.stem}.partial.mp4")
             height, width = image.shape[:2]
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, (width, height))
@@ -86,49 +94,48 @@ class _VideoSinks:
             writer.release()
             if partial.is_file():
                 os.replace(partial, final)
+                with contextlib.suppress(OSError):  # the video is complete; only the record of it is lost
+                    self.names.done(final)
 
 
-def _same_file(a: Path, b: str) -> bool:
-    """Whether ``a`` and ``b`` are one file (also on a case-insensitive disk, where ``X.JPG`` is ``x.jpg``)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either does not exist (yet)
-        return False
+class SaveNames:
+    """Names for annotated copies in the ``--save`` folder: ``<stem><suffix>``, numbered when another source of
+    this run took it (same name, other folder). A file already there is replaced only if an earlier run of maskwatch
+    wrote it (its :data:`~maskwatch.imaging.WRITTEN_RECORD`); any other file is the user's, maybe an input itself
+    (``detect x.jpg --save .``, ``--save`` on the folder read), and the copy is named ``<stem>_annotated<suffix>``
+    instead. Names compare case-insensitively, as on the disks of Windows and macOS."""
 
+    def __init__(self, save_dir: Path):
+        self.save_dir = save_dir
+        self.ours = read_written(save_dir)  # copies earlier runs wrote: replaced by this run's, left out of input
+        self.used: set[str] = set()
 
-def _save_name(save_dir: Path, source: str, used: set[str], *, suffix: str = ".jpg", fallback: str = "image") -> Path:
-    """``<stem><suffix>`` in ``save_dir``, numbered when another source (same name, other folder) took it, and
-    ``<stem>_annotated<suffix>`` where that would be the source file itself (``detect x.jpg --save .``), which is
-    never overwritten."""
-    name = Path(source).stem or fallback
-    if _same_file(save_dir / f"{name}{suffix}", source):
-        name = f"{name}_annotated"
-    candidate, n = name, 1
-    while candidate + suffix in used:
-        n += 1
-        candidate = f"{name}_{n}"
-    used.add(candidate + suffix)
-    return save_dir / f"{candidate}{suffix}"
+    def _taken(self, name: str) -> bool:
+        theirs = (self.save_dir / name).exists() and name not in self.ours
+        return name.casefold() in self.used or theirs
 
+    def name_for(self, source: str, *, suffix: str = ".jpg", fallback: str = "image") -> Path:
+        stem = Path(source).stem or fallback
+        user_file = (self.save_dir / f"{stem}{suffix}").exists() and f"{stem}{suffix}" not in self.ours
+        base = f"{stem}_annotated" if user_file else stem
+        candidate, n = base, 1
+        while self._taken(candidate + suffix):
+            n += 1
+            candidate = f"{base}_{n}"
+        self.used.add((candidate + suffix).casefold())
+        return self.save_dir / f"{candidate}{suffix}"
 
-def _check_save_is_not_the_folder_read(source: str, options: OutputOptions) -> None:
-    """``--save`` on the very folder a folder or glob source reads would put annotated copies among the photos,
-    where one photo's copy can take another photo's name (``a.png`` -> ``a.jpg``, ``sub/a.jpg`` -> ``a.jpg``)."""
-    root = folder_read(source)
-    if options.save_dir is not None and root is not None and os.path.realpath(options.save_dir) == os.path.realpath(root):
-        raise OutputError(
-            f"--save {options.save_dir}: is the folder being read; annotated copies would land among the photos and "
-            "could overwrite them. Choose another folder (one inside it is fine: it is left out of the input)"
-        )
+    def done(self, path: Path) -> None:
+        """``path`` is complete: record it as maskwatch's, so that a later run may replace it and never reads it."""
+        if path.name not in self.ours:
+            record_written(self.save_dir, path.name)
+            self.ours.add(path.name)
 
 
 def check_outputs(options: OutputOptions) -> None:
     """Fail before any work when ``--json`` or ``--save`` cannot be written (one :class:`OutputError` line)."""
     if options.json_path is not None:
-        if options.json_path.is_file() and (
-            is_image_path(options.json_path) or options.json_path.suffix.lower() in VIDEO_SUFFIXES
-        ):
-            raise OutputError(f"--json {options.json_path}: is an image or video file; refusing to overwrite it")
+        check_not_media(options.json_path, "--json")
         ensure_parent(options.json_path)
         try:
             with open(options.json_path, "a"):
@@ -222,15 +229,15 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
     come (a live stream may never end) and flushed per line, so a kill loses at most the line being written.
     """
     check_outputs(options)
-    _check_save_is_not_the_folder_read(source, options)
     if options.show and (problem := display_problem()):
         log.error("--show: %s; running without a window", problem)
         options = replace(options, show=False)
     summary = RunSummary()
     started = time.perf_counter()
     json_handle = open(options.json_path, "w") if options.json_path is not None else None
-    used_names: set[str] = set()
-    videos = _VideoSinks(options.save_dir, used_names) if options.save_dir else None
+    names = SaveNames(options.save_dir) if options.save_dir else None
+    skip = _own_outputs(source, options)
+    videos = _VideoSinks(names) if names else None
     frames: dict[tuple[str, int], Frame] = {}
 
     def remember(items: Iterator[Frame]) -> Iterator[Frame]:
@@ -240,7 +247,7 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
 
     fps_clock, fps = time.perf_counter(), None
     try:
-        for result in process_frames(remember(_read_ahead(source, stride, _own_outputs(source, options))), detector, options):
+        for result in process_frames(remember(_read_ahead(source, stride, skip)), detector, options):
             frame = frames.pop((result.source, result.frame))
             keep_going = True
             if frame.image is not None and (options.save_dir or options.show):
@@ -250,7 +257,7 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
                     fps = rate if fps is None else 0.9 * fps + 0.1 * rate
                 fps_clock = now
                 picture = annotate(frame.image, result.faces, counts=result.counts, fps=fps, blur=options.blur_faces)
-                _save(picture, frame, result, options, videos, used_names)
+                _save(picture, frame, result, names, videos)
                 keep_going = not options.show or _show(picture)
             _record(result, summary, json_handle)
             if not keep_going:
@@ -268,12 +275,12 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
 
 
 def _own_outputs(source: str, options: OutputOptions) -> list[Path]:
-    """This run's ``--json`` file and ``--save`` folder where they lie strictly inside the folder a folder or glob
-    source reads, which must not read them back as input (a second run finds the first run's there; the listing
-    says what it left out). An output that is or holds that folder is not left out: that would be everything."""
+    """This run's ``--json`` file where it lies inside the folder a folder or glob source reads: not input (the
+    listing says so; annotated copies it leaves out by their folder's record, see :class:`SaveNames`)."""
     root = folder_read(source)
-    outputs = [path for path in (options.json_path, options.save_dir) if path is not None]
-    return [Path(path) for path in outputs_inside(root, outputs)] if root is not None else []
+    if root is None or options.json_path is None:
+        return []
+    return [Path(path) for path in outputs_inside(root, [options.json_path])]
 
 
 def _read_ahead(source: str, stride: int, skip: list[Path]) -> Iterator[Frame]:
@@ -283,15 +290,15 @@ def _read_ahead(source: str, stride: int, skip: list[Path]) -> Iterator[Frame]:
     return frames if describe_source(source) in ("webcam", "stream") else prefetch(frames, depth=2)
 
 
-def _save(picture, frame: Frame, result: FrameResult, options: OutputOptions, videos, used_names: set[str]) -> None:
+def _save(picture, frame: Frame, result: FrameResult, names: SaveNames | None, videos) -> None:
     """Write the annotated picture; a failed write becomes the result's error (faces are kept)."""
-    if options.save_dir is None:
+    if names is None:
         return
     try:
         if frame.is_video:
             videos.write(frame.source, picture, frame.fps)
         else:
-            write_image(_save_name(options.save_dir, frame.source, used_names), picture)
+            names.done(write_image(names.name_for(frame.source), picture))
     except OSError as error:
         result.error = f"annotated output not written: {error}"
 
