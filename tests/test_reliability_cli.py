@@ -158,7 +158,8 @@ def test_same_named_videos_in_two_folders_do_not_overwrite_each_other(tiny_model
     invoke(["detect", str(tmp_path / "in"), "--model", str(tiny_model[1]), "--save", str(save)], 0)
     videos = sorted(p.name for p in save.iterdir() if p.suffix == ".mp4")
     assert videos == ["clip_2_annotated.mp4", "clip_annotated.mp4"]
-    assert sorted((save / ".maskwatch-written").read_text().split()) == videos  # recorded as maskwatch's own
+    recorded = [json.loads(line)["name"] for line in (save / ".maskwatch-written").read_text().splitlines()]
+    assert sorted(recorded) == videos  # recorded as maskwatch's own
     counts = sorted(int(cv2.VideoCapture(str(save / v)).get(cv2.CAP_PROP_FRAME_COUNT)) for v in videos)
     assert counts == [2, 3]
 
@@ -208,6 +209,10 @@ def test_evaluate_scenes_reads_damaged_and_single_score_prediction_files(tmp_pat
     assert "peer.jsonl:4: skipped, not a JSON line" in result.output
     report = json.loads(out.read_text())
     assert report["face_ap"] == pytest.approx(1.0) and report["map_3class"] == pytest.approx(1.0)
+    kept = predictions.read_text()
+    result = invoke([*args, "--json", str(predictions)], 2)  # the scores written over the detections they score
+    assert "is the --predictions file being scored; refusing to overwrite it" in result.output
+    assert predictions.read_text() == kept
 
 
 # --- item 19: explain searches whole photos for faces at a bounded size ------------------------------------------------
@@ -418,6 +423,37 @@ def test_detect_never_overwrites_a_file_it_did_not_write(tiny_model, tmp_path: P
     assert _names(out) == ["a.jpg", "a.png", "a.png"]  # nothing left out
 
 
+def test_a_copy_is_maskwatchs_only_while_unchanged_and_its_record_is_never_trusted_blindly(tiny_model, tmp_path: Path):
+    """A user's photo put in place of a recorded copy is the user's again: input, never replaced. A record that is a
+    link is refused up front; what a killed write leaves is not input; a folder of copies only says so."""
+    model = ["--model", str(tiny_model[1])]
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    face_png(photos / "a.png")
+    invoke(["detect", str(photos), *model, "--save", str(out)], 0)
+    result = invoke(["detect", str(out), *model], 2)  # only copies there
+    assert "holds only annotated copies maskwatch wrote" in result.output
+    Image.fromarray(synthetic_face("without_mask", 64, seed=5)).save(out / "a.jpg")  # the user's own photo now
+    mine = (out / "a.jpg").read_bytes()
+    invoke(["detect", str(photos), *model, "--save", str(out)], 0)
+    assert (out / "a.jpg").read_bytes() == mine and (out / "a_annotated.jpg").is_file()
+    (out / ".a.jpg.1a2b3c4d.tmp").write_bytes(b"")  # what a killed atomic write leaves
+    (out / ".clip_annotated.partial.mp4").write_bytes(b"")
+    lines = tmp_path / "o.jsonl"
+    invoke(["detect", str(out), *model, "--json", str(lines)], 0)
+    assert _names(lines) == ["a.jpg"]  # the user's photo; not the copy, not the leftovers
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".maskwatch-written").symlink_to(tmp_path / "notes.txt")
+    result = invoke(["detect", str(photos), *model, "--save", str(linked)], 2)
+    assert "is a link or not a plain file" in result.output and not (tmp_path / "notes.txt").exists()
+    tree = tmp_path / "tree"  # copies inside a class folder are not labelled faces
+    face_png(tree / "with_mask" / "a.png")
+    face_png(tree / "without_mask" / "b.png", seed=1)
+    invoke(["detect", str(tree / "with_mask"), *model, "--save", str(tree / "with_mask")], 0)
+    invoke(["evaluate", str(tree), *model, "--json", str(tmp_path / "e.json")], 0)
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == 2
+
+
 def test_save_into_the_photos_own_folder_never_overwrites_the_photo(tiny_model, tmp_path: Path):
     """``detect x.jpg --save .`` used to write the annotated copy over x.jpg itself."""
     photo = tmp_path / "a.jpg"
@@ -460,6 +496,10 @@ def test_evaluate_leaves_its_own_outputs_inside_the_tree_out(tiny_model, tmp_pat
     result = invoke(["evaluate", str(faces), *model, "--json", str(faces / "with_mask" / "a.png")], 2)
     assert "is an existing image or video file; refusing to overwrite it" in result.output
     assert (faces / "with_mask" / "a.png").read_bytes()[:4] == b"\x89PNG"
+    photo = faces / "with_mask" / "a.png"
+    result = invoke(["explain", str(photo), "--model", str(tiny_model[0]), "--crops", "--json", str(photo)], 2)
+    assert "is an existing image or video file; refusing to overwrite it" in result.output
+    assert photo.read_bytes()[:4] == b"\x89PNG"
 
 
 def _jpeg_with_damaged_exif(path: Path) -> Path:

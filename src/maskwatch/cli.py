@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -442,6 +443,8 @@ def evaluate_scenes(
 
     _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0), ("--min-face-size", min_face_size, 0.0, 10_000))
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
+    if json_out is not None and predictions is not None and os.path.realpath(json_out) == os.path.realpath(predictions):
+        _fail(f"--json {json_out}: is the --predictions file being scored; refusing to overwrite it")
     _check_report_outputs(json_out, ("--out" if out else "picture folder", picture_dir))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:

@@ -32,11 +32,16 @@ def explain(
     """Where does the model look? Grad-CAM overlays and the lower-face focus score."""
     require_extra("train")
     from maskwatch.explain.report import focus_report, occlusion_check, save_examples, save_gallery, summarise
-    from maskwatch.fileio import OutputError, ensure_parent, write_json
+    from maskwatch.fileio import OutputError, check_writable_file, ensure_parent, write_json
     from maskwatch.runtime.detectors import make_detector
 
     if source is None and report is None:
         fail("give a SOURCE image/folder or --report DATA")
+    if json_out is not None:
+        try:
+            check_writable_file(json_out, "--json")  # before the model loads: e.g. never over a photo
+        except OutputError as error:
+            fail(str(error))
     target = _canonical_target(target)
     explainer, meta = _load_explainer(model)
     detector = make_detector("centerface", input_size=0, threshold=0.3)

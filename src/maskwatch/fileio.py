@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from maskwatch.media import is_media_path
+
 
 class OutputError(OSError):
     """An output file or folder that cannot be written; the message names it and the reason."""
@@ -66,8 +68,6 @@ def ensure_parent(path: Path) -> None:
 
 def check_not_media(path: Path, option: str) -> None:
     """Refuse a report written over an existing photo or video (``--json photos/a.jpg``): one line, nothing lost."""
-    from maskwatch.imaging import is_media_path  # PIL and OpenCV: only when a command checks its outputs
-
     if Path(path).is_file() and is_media_path(Path(path)):
         raise OutputError(f"{option} {path}: is an existing image or video file; refusing to overwrite it")
 
@@ -82,27 +82,6 @@ def check_writable_file(path: Path, option: str) -> None:
     except OutputError as error:
         raise OutputError(f"{option} {error}") from None
     check_writable_folder(path.parent, option, name=path)
-
-
-def read_written(folder: Path) -> set[str]:
-    """The names of the annotated copies ``detect --save`` wrote in ``folder`` (its :data:`WRITTEN_RECORD`): those
-    a later run may replace and leaves out of its input; any other file there is the user's and never replaced."""
-    from maskwatch.imaging import WRITTEN_RECORD
-
-    try:
-        text = (Path(folder) / WRITTEN_RECORD).read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError:  # none yet, or unreadable: nothing there is known to be ours
-        return set()
-    return {line for line in text.splitlines() if line and "/" not in line and line not in (".", "..")}
-
-
-def record_written(folder: Path, name: str) -> None:
-    """Add ``name`` to ``folder``'s :data:`WRITTEN_RECORD`, once the file is complete. One appended, flushed line:
-    a kill loses at most that line, and the copy it named is then taken for the user's and kept."""
-    from maskwatch.imaging import WRITTEN_RECORD
-
-    with open(Path(folder) / WRITTEN_RECORD, "a", encoding="utf-8", errors="surrogateescape") as record:
-        record.write(name + "\n")
 
 
 def check_writable_folder(folder: Path, option: str, *, name: Path | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,19 +18,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskwatch.annotated_copies import RECORD, is_annotated_copy
 from maskwatch.decode_warnings import decoding
 from maskwatch.fastjpeg import decode_plain_jpeg, load_plain_jpeg
+from maskwatch.media import IMAGE_SUFFIXES as IMAGE_SUFFIXES  # re-exported: where callers look
+from maskwatch.media import VIDEO_SUFFIXES as VIDEO_SUFFIXES
+from maskwatch.media import is_image_path as is_image_path
 
 #: Images above this many pixels are refused (a 10000x10000 image is 100 MP).
 MAX_PIXELS = 50_000_000
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
-#: The list of annotated copies ``detect --save`` wrote in a folder (:mod:`maskwatch.fileio`): not a user's file.
-WRITTEN_RECORD = ".maskwatch-written"
 
 #: Files and folders an operating system leaves in a folder of photos (Finder, Explorer, a zip made on a Mac).
-SYSTEM_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", WRITTEN_RECORD})
+SYSTEM_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", RECORD})
+#: What a killed write of maskwatch's leaves: the atomic writer's ``.x.jpg.1a2b3c4d.tmp``, a video's ``.x.partial.mp4``.
+LEFTOVER_TEMPORARY = re.compile(r"^\..+\.([0-9a-f]{8}\.tmp|partial\.mp4)$")
 SYSTEM_FOLDER_NAMES = frozenset({"__macosx", ".spotlight-v100", ".trashes", ".fseventsd"})
 
 
@@ -37,22 +40,16 @@ class ImageLoadError(ValueError):
     """A file that cannot be used as an image; the message names the file and the reason."""
 
 
-def is_image_path(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def is_media_path(path: Path) -> bool:
-    """An image or a video by its name: what a report must never be written over."""
-    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-
-
 def is_system_file(path: Path, root: Path | None = None) -> bool:
     """A file (or a file in a folder below ``root``) that the operating system made, not the user: left out of folder
     listings without a line, so that a folder copied from a Mac or Windows does not end in exit 1 (AppleDouble
-    ``._x.jpg`` files hold no image, despite the name)."""
+    ``._x.jpg`` files hold no image, despite the name). So are maskwatch's own files: the annotated copies ``detect
+    --save`` wrote and their record (:mod:`maskwatch.annotated_copies`), and what a killed write leaves."""
     path = Path(path)
     name = path.name.lower()
-    if name in SYSTEM_FILE_NAMES or name.startswith("._"):
+    if name in SYSTEM_FILE_NAMES or name.startswith("._") or LEFTOVER_TEMPORARY.match(name):
+        return True
+    if is_annotated_copy(path):  # a copy ``detect --save`` wrote: boxes drawn on a face are not a labelled face
         return True
     folders = path.relative_to(root).parts[:-1] if root is not None else ()
     return any(is_system_folder(part) for part in folders)

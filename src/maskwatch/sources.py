@@ -17,10 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.fileio import read_written
+from maskwatch.annotated_copies import RECORD, is_annotated_copy
 from maskwatch.imaging import (
     VIDEO_SUFFIXES,
-    WRITTEN_RECORD,
     ImageLoadError,
     is_image_path,
     is_left_out,
@@ -99,6 +98,12 @@ def iter_frames(
         yield Frame(source, 0, None, f"cannot read ({error.strerror or error})")
 
 
+ONLY_COPIES = (
+    f"holds only annotated copies maskwatch wrote (listed in {RECORD}), which are not photos; "
+    f"delete that file to read them anyway"
+)
+
+
 def _frames_of(
     source: str, kind: str, stride: int, max_retries: int, backoff_s: float, timeout_s: float, skip: Sequence[Path]
 ) -> Iterator[Frame]:
@@ -107,23 +112,21 @@ def _frames_of(
         files, problems = list_folder(Path(source), skip)
         yield from (Frame(folder, 0, None, reason) for folder, reason in problems)
         if not files and not problems:
-            yield Frame(source, 0, None, "folder has no files")
+            copies = any(is_annotated_copy(path) for path in Path(source).rglob("*"))
+            yield Frame(source, 0, None, ONLY_COPIES if copies else "folder has no files")
         yield from _iter_files(files, include_non_images=True)
     elif kind == "glob":
         left_out = real_paths(skip)
-        written: dict[Path, set[str]] = {}  # per folder, the annotated copies maskwatch wrote there
 
         def ours(path: Path) -> bool:
-            if path.parent not in written:
-                written[path.parent] = read_written(path.parent)
-            return path.name in written[path.parent] or is_left_out(path, left_out)
+            return is_annotated_copy(path) or is_left_out(path, left_out)
 
         everything = expand_glob(source)
         matched = [p for p in everything if not ours(p)]
         _say_left_out([str(p) for p in everything if ours(p)])
         files = [p for p in matched if is_image_path(p) or p.suffix.lower() in VIDEO_SUFFIXES]
         if not matched:
-            yield Frame(source, 0, None, "glob matched no files")
+            yield Frame(source, 0, None, ONLY_COPIES.replace("holds", "matched") if everything else "glob matched no files")
         elif not files:  # found by the fuzz harness: this used to give no line at all
             yield Frame(source, 0, None, f"glob matched {len(matched)} files, none an image or video")
         yield from _iter_files(files, include_non_images=False)
@@ -153,11 +156,10 @@ def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list
             dropped += [os.path.join(folder, name) for name in kept if is_left_out(os.path.join(folder, name), left_out)]
             kept = [name for name in kept if not is_left_out(os.path.join(folder, name), left_out)]
         subfolders[:] = kept
-        ours = read_written(Path(folder)) if WRITTEN_RECORD in names else set()
         for name in names:
             path = Path(folder) / name
             if path.is_file():
-                if name in ours or is_left_out(path, left_out):
+                if is_left_out(path, left_out) or is_annotated_copy(path):
                     dropped.append(str(path))
                 elif not is_system_file(path):
                     files.setdefault(os.path.realpath(path), path)

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import cv2
 
+from maskwatch.annotated_copies import RECORD, check_record, compact_record, matches, read_record, record_copy
 from maskwatch.draw import annotate
 from maskwatch.fileio import (
     OutputError,
     check_not_media,
     check_writable_folder,
     ensure_parent,
-    read_written,
-    record_written,
     write_image,
 )
 from maskwatch.imaging import outputs_inside
@@ -94,42 +93,64 @@ class _VideoSinks:
             writer.release()
             if partial.is_file():
                 os.replace(partial, final)
-                with contextlib.suppress(OSError):  # the video is complete; only the record of it is lost
-                    self.names.done(final)
+                self.names.done(final)
 
 
 class SaveNames:
     """Names for annotated copies in the ``--save`` folder: ``<stem><suffix>``, numbered when another source of
-    this run took it (same name, other folder). A file already there is replaced only if an earlier run of maskwatch
-    wrote it (its :data:`~maskwatch.imaging.WRITTEN_RECORD`); any other file is the user's, maybe an input itself
-    (``detect x.jpg --save .``, ``--save`` on the folder read), and the copy is named ``<stem>_annotated<suffix>``
-    instead. Names compare case-insensitively, as on the disks of Windows and macOS."""
+    this run took it (same name, other folder; compared case-insensitively, as on the disks of Windows and macOS).
+    A file already there is replaced only while it is a copy an earlier run wrote, unchanged since (see
+    :mod:`maskwatch.annotated_copies`); any other file is the user's, maybe an input itself (``detect x.jpg --save
+    .``, ``--save`` on the folder read), and the copy is named ``<stem>_annotated<suffix>`` instead."""
 
     def __init__(self, save_dir: Path):
         self.save_dir = save_dir
-        self.ours = read_written(save_dir)  # copies earlier runs wrote: replaced by this run's, left out of input
+        self.record = read_record(save_dir)  # this run's view of the folder's record
         self.used: set[str] = set()
+        self.unrecorded = False
 
-    def _taken(self, name: str) -> bool:
-        theirs = (self.save_dir / name).exists() and name not in self.ours
-        return name.casefold() in self.used or theirs
+    def _users(self, name: str, source: str) -> bool:
+        path = self.save_dir / name
+        if not path.exists():
+            return False
+        return not matches(self.record, path) or _same_file(path, source)
 
     def name_for(self, source: str, *, suffix: str = ".jpg", fallback: str = "image") -> Path:
         stem = Path(source).stem or fallback
-        user_file = (self.save_dir / f"{stem}{suffix}").exists() and f"{stem}{suffix}" not in self.ours
-        base = f"{stem}_annotated" if user_file else stem
+        base = f"{stem}_annotated" if self._users(f"{stem}{suffix}", source) else stem
         candidate, n = base, 1
-        while self._taken(candidate + suffix):
+        while (candidate + suffix).casefold() in self.used or self._users(candidate + suffix, source):
             n += 1
             candidate = f"{base}_{n}"
         self.used.add((candidate + suffix).casefold())
         return self.save_dir / f"{candidate}{suffix}"
 
     def done(self, path: Path) -> None:
-        """``path`` is complete: record it as maskwatch's, so that a later run may replace it and never reads it."""
-        if path.name not in self.ours:
-            record_written(self.save_dir, path.name)
-            self.ours.add(path.name)
+        """``path`` is complete: record it as maskwatch's, so that a later run may replace it and never reads it. A
+        record that cannot be written is one warning, not a failed frame: the copy itself is there."""
+        try:
+            record_copy(path, self.record)
+        except OSError as error:
+            if not self.unrecorded:
+                log.warning(
+                    "--save %s: cannot add to %s (%s); copies not in it are taken for the user's files later",
+                    self.save_dir,
+                    RECORD,
+                    error.strerror or error,
+                )
+            self.unrecorded = True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            compact_record(self.save_dir, self.record)
+
+
+def _same_file(a: Path, b: str) -> bool:
+    """Whether ``a`` and ``b`` are one file: a copy must never be written over its own source."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_outputs(options: OutputOptions) -> None:
@@ -144,6 +165,7 @@ def check_outputs(options: OutputOptions) -> None:
             raise OutputError(f"--json {options.json_path}: cannot write ({error.strerror or error})") from None
     if options.save_dir is not None:
         check_writable_folder(options.save_dir, "--save")
+        check_record(options.save_dir)
 
 
 def display_problem() -> str | None:
@@ -268,6 +290,8 @@ def run(source: str, detector: MaskDetector, options: OutputOptions, *, stride: 
                 json_handle.close()
         if videos is not None:
             videos.close()
+        if names is not None:
+            names.close()
         if options.show:
             _close_windows()
     summary.seconds = time.perf_counter() - started
