@@ -211,8 +211,10 @@ def test_evaluate_scenes_reads_damaged_and_single_score_prediction_files(tmp_pat
     assert report["face_ap"] == pytest.approx(1.0) and report["map_3class"] == pytest.approx(1.0)
     kept = predictions.read_text()
     result = invoke([*args, "--json", str(predictions)], 2)  # the scores written over the detections they score
-    assert "is the --predictions file being scored; refusing to overwrite it" in result.output
+    assert "the --predictions file this command reads; refusing to overwrite it" in result.output
     assert predictions.read_text() == kept
+    result = invoke([*args, "--json", str(scenes / "annotations" / "scores.json")], 2)  # among the labels it reads
+    assert "the labels folder this command reads" in result.output and not (scenes / "annotations" / "scores.json").exists()
 
 
 # --- item 19: explain searches whole photos for faces at a bounded size ------------------------------------------------
@@ -496,6 +498,10 @@ def test_evaluate_leaves_its_own_outputs_inside_the_tree_out(tiny_model, tmp_pat
     result = invoke(["evaluate", str(faces), *model, "--json", str(faces / "with_mask" / "a.png")], 2)
     assert "is an existing image or video file; refusing to overwrite it" in result.output
     assert (faces / "with_mask" / "a.png").read_bytes()[:4] == b"\x89PNG"
+    corrections = tmp_path / "corrections.txt"
+    corrections.write_text("# none\n")
+    result = invoke(["evaluate", str(faces), *model, "--relabel", str(corrections), "--json", str(corrections)], 2)
+    assert "the --relabel file this command reads" in result.output and corrections.read_text() == "# none\n"
     photo = faces / "with_mask" / "a.png"
     result = invoke(["explain", str(photo), "--model", str(tiny_model[0]), "--crops", "--json", str(photo)], 2)
     assert "is an existing image or video file; refusing to overwrite it" in result.output

@@ -83,3 +83,23 @@ def test_a_one_frame_false_positive_is_not_a_person_seen():
             faces.append(face([100, 100, 120, 120], 0.1))  # a flash of something face-like, once
         tracker.update(faces)
     assert tracker.counts() == {"people_seen": 1, "compliant": 1, "non_compliant": 0}
+
+
+def test_a_damaged_record_of_annotated_copies_is_read_line_by_line_and_never_crashes(tmp_path: Path):
+    """Whatever a record holds (a cut-off line, Infinity, nesting deep enough to exhaust the parser, wrong types,
+    a path), only well-formed entries count, and nothing raises: a listing must never stop on it."""
+    from maskwatch.annotated_copies import RECORD, read_record
+
+    lines = [
+        '{"name": "a.jpg", "size": 10, "mtime_ns": 20}',
+        '{"name": "b.jpg", "size": Infinity, "mtime_ns": 1}',
+        '{"name": "c.jpg", "size": 1e400, "mtime_ns": 1}',
+        "[" * 100_000,
+        '{"name": "d.jpg", "size": "10", "mtime_ns": 1}',
+        '{"name": "../e.jpg", "size": 1, "mtime_ns": 1}',
+        '{"name": "f.jpg", "size": 1, "mti',
+    ]
+    (tmp_path / RECORD).write_text("\n".join(lines))
+    assert read_record(tmp_path) == {"a.jpg": (10, 20)}
+    (tmp_path / RECORD).write_bytes(b"\xff\xfe\x00binary\n" * 10)
+    assert read_record(tmp_path) == {}

@@ -20,6 +20,8 @@ from maskwatch.fileio import OutputError, atomic_write
 log = logging.getLogger(__name__)
 
 RECORD = ".maskwatch-written"
+#: A record larger than this is not read (one warning): it cannot be maskwatch's, which holds one line per copy.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
 #: A record this many lines longer than its entries is rewritten without the superseded lines.
 COMPACT_AFTER = 1000
 
@@ -38,21 +40,39 @@ def read_record(folder: Path) -> dict[str, tuple[int, int]]:
     path = Path(folder) / RECORD
     if path.is_symlink() or not path.is_file():
         return {}
+    entries: dict[str, tuple[int, int]] = {}
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            log.warning(
+                "%s: over %d MB, not read; the copies it lists are taken for the user's files", path, MAX_RECORD_BYTES >> 20
+            )
+            return {}
+        with path.open(encoding="utf-8", errors="replace") as record:
+            for line in record:
+                entry = _entry(line)
+                if entry is not None:
+                    entries[entry[0]] = entry[1]
     except OSError as error:
         log.warning("%s: cannot read (%s); the copies it lists are taken for the user's files", path, error.strerror)
         return {}
-    entries: dict[str, tuple[int, int]] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            name, size, mtime = entry["name"], int(entry["size"]), int(entry["mtime_ns"])
-        except (ValueError, TypeError, KeyError):  # a cut-off last line after a kill, or damage: that copy is the user's
-            continue
-        if isinstance(name, str) and name and os.sep not in name and name not in (".", ".."):
-            entries[name] = (size, mtime)
     return entries
+
+
+def _entry(line: str) -> tuple[str, tuple[int, int]] | None:
+    """One record line as (name, (size, mtime_ns)), or None for anything else: a line cut off by a kill, damage,
+    or values no copy has (``Infinity``, nesting deep enough to exhaust the parser). That copy is then the user's."""
+    if len(line) > 4096:
+        return None
+    try:
+        entry = json.loads(line)
+        name, size, mtime = entry["name"], entry["size"], entry["mtime_ns"]
+    except Exception:  # noqa: BLE001 - any malformed line, whatever json raises for it, is just not an entry
+        return None
+    if not (isinstance(name, str) and type(size) is int and type(mtime) is int):
+        return None
+    if not name or os.sep in name or name in (".", ".."):
+        return None
+    return name, (size, mtime)
 
 
 @lru_cache(maxsize=256)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from maskwatch.cli_common import EXIT_ALL_FAILED, EXIT_SOME_FAILED
+from maskwatch.cli_common import EXIT_ALL_FAILED, EXIT_SOME_FAILED, refuse_json_over_inputs
 from maskwatch.cli_common import fail as _fail
 from maskwatch.cli_common import require_extra as _require_extra
 from maskwatch.cli_lazy import LazyTyper
@@ -267,6 +266,7 @@ def evaluate(
     if not (data_dir.is_dir() or is_manifest(data_dir)):
         _fail(f"{data_dir}: not a folder or a split manifest (.csv / .csv.gz)")
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
+    refuse_json_over_inputs(json_out, ("DATA", data_dir if data_dir.is_file() else None), *[("--relabel", r) for r in relabel])
     _check_report_outputs(json_out, ("--out" if out else "picture folder", picture_dir), ("--gallery", gallery))
     try:
         classifier = _classifier_for(model)
@@ -443,8 +443,7 @@ def evaluate_scenes(
 
     _check_ranges(("--extra-margin", extra_margin, 0.0, 1.0), ("--min-face-size", min_face_size, 0.0, 10_000))
     picture_dir = out or (json_out.parent if json_out else Path("maskwatch-eval"))
-    if json_out is not None and predictions is not None and os.path.realpath(json_out) == os.path.realpath(predictions):
-        _fail(f"--json {json_out}: is the --predictions file being scored; refusing to overwrite it")
+    refuse_json_over_inputs(json_out, ("--predictions", predictions), ("--splits", splits), ("labels", annotations_dir))
     _check_report_outputs(json_out, ("--out" if out else "picture folder", picture_dir))
     truth, problems = load_ground_truth(images_dir, annotations_dir)
     for problem in problems:

@@ -7,6 +7,8 @@ without importing ``cli`` back.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -30,3 +32,19 @@ def require_extra(extra: str) -> None:
     problem = missing_extra(extra)
     if problem:
         fail(problem)
+
+
+def refuse_json_over_inputs(json_out: Path | None, *inputs: tuple[str, Path | None]) -> None:
+    """One line and exit 2 when ``--json`` would replace a file the command reads (a manifest, ``--predictions``,
+    ``--splits``, a ``--relabel`` list) or lie in a folder it reads labels from (VOC annotations)."""
+    if json_out is None:
+        return
+    for option, source in inputs:
+        if source is None:
+            continue
+        if source.is_dir():
+            inside = Path(os.path.realpath(json_out)).is_relative_to(os.path.realpath(source))
+            if inside:
+                fail(f"--json {json_out}: lies in {source}, the {option} folder this command reads; choose another path")
+        elif json_out.exists() and source.exists() and os.path.samefile(json_out, source):
+            fail(f"--json {json_out}: is {source}, the {option} file this command reads; refusing to overwrite it")

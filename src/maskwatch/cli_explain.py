@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from maskwatch.cli_common import fail, require_extra
+from maskwatch.cli_common import fail, refuse_json_over_inputs, require_extra
 
 log = logging.getLogger("maskwatch")
 
@@ -37,6 +37,7 @@ def explain(
 
     if source is None and report is None:
         fail("give a SOURCE image/folder or --report DATA")
+    refuse_json_over_inputs(json_out, ("--report", report if report is not None and report.is_file() else None))
     if json_out is not None:
         try:
             check_writable_file(json_out, "--json")  # before the model loads: e.g. never over a photo

@@ -41,15 +41,19 @@ class ImageLoadError(ValueError):
 
 
 def is_system_file(path: Path, root: Path | None = None) -> bool:
+    """:func:`is_os_file`, or a copy ``detect --save`` wrote (:mod:`maskwatch.annotated_copies`): boxes drawn on a face
+    are not a labelled face, nor a photo."""
+    return is_os_file(path, root) or is_annotated_copy(Path(path))
+
+
+def is_os_file(path: Path, root: Path | None = None) -> bool:
     """A file (or a file in a folder below ``root``) that the operating system made, not the user: left out of folder
     listings without a line, so that a folder copied from a Mac or Windows does not end in exit 1 (AppleDouble
-    ``._x.jpg`` files hold no image, despite the name). So are maskwatch's own files: the annotated copies ``detect
-    --save`` wrote and their record (:mod:`maskwatch.annotated_copies`), and what a killed write leaves."""
+    ``._x.jpg`` files hold no image, despite the name). So are maskwatch's record of annotated copies and what a
+    killed write of its leaves."""
     path = Path(path)
     name = path.name.lower()
     if name in SYSTEM_FILE_NAMES or name.startswith("._") or LEFTOVER_TEMPORARY.match(name):
-        return True
-    if is_annotated_copy(path):  # a copy ``detect --save`` wrote: boxes drawn on a face are not a labelled face
         return True
     folders = path.relative_to(root).parts[:-1] if root is not None else ()
     return any(is_system_folder(part) for part in folders)

@@ -17,13 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.annotated_copies import RECORD, is_annotated_copy
+from maskwatch.annotated_copies import RECORD, is_annotated_copy, matches, read_record
 from maskwatch.imaging import (
     VIDEO_SUFFIXES,
     ImageLoadError,
     is_image_path,
     is_left_out,
-    is_system_file,
+    is_os_file,
     is_system_folder,
     load_rgb,
     real_paths,
@@ -156,12 +156,13 @@ def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list
             dropped += [os.path.join(folder, name) for name in kept if is_left_out(os.path.join(folder, name), left_out)]
             kept = [name for name in kept if not is_left_out(os.path.join(folder, name), left_out)]
         subfolders[:] = kept
+        record = read_record(Path(folder)) if RECORD in names else {}  # once per folder, not once per file
         for name in names:
             path = Path(folder) / name
             if path.is_file():
-                if is_left_out(path, left_out) or is_annotated_copy(path):
+                if is_left_out(path, left_out) or matches(record, path):
                     dropped.append(str(path))
-                elif not is_system_file(path):
+                elif not is_os_file(path):
                     files.setdefault(os.path.realpath(path), path)
             elif path.is_symlink() and not path.exists():
                 problems.append((str(path), "broken symbolic link"))
