@@ -71,8 +71,8 @@ def _forms(path: Path | str) -> set[str]:
 
 @dataclass(frozen=True)
 class LeftOut:
-    """Files and folders a listing leaves out, each in both forms (see :func:`_forms`): files by set lookup (there
-    may be thousands: every annotated copy of an earlier run), folders by prefix (a few)."""
+    """Files and folders a listing leaves out (a run's own outputs inside what it reads), each in both forms (see
+    :func:`_forms`): files by set lookup, folders by prefix."""
 
     files: frozenset[str] = frozenset()
     folders: frozenset[str] = frozenset()
@@ -81,7 +81,7 @@ class LeftOut:
         return bool(self.files or self.folders)
 
 
-def real_paths(paths: Sequence[Path | str]) -> LeftOut:
+def leaving_out(paths: Sequence[Path | str]) -> LeftOut:
     """``paths`` as a :class:`LeftOut`: an existing folder is left out with everything in it, anything else as a
     file."""
     folders = [path for path in paths if os.path.isdir(path)]
@@ -98,7 +98,7 @@ def _under(form: str, folder: str) -> bool:
 
 def is_left_out(path: Path | str, left_out: LeftOut) -> bool:
     """``path`` is one of ``left_out``'s files or folders or lies in one of its folders: how a listing leaves out
-    the run's own outputs (``--json``, earlier annotated copies, ``--gallery``) when they lie inside it."""
+    the run's own outputs (``detect --json``; ``evaluate``'s JSON, pictures and gallery) when they lie inside it."""
     if not left_out:
         return False
     forms = _forms(path)

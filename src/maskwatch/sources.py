@@ -25,8 +25,8 @@ from maskwatch.imaging import (
     is_left_out,
     is_os_file,
     is_system_folder,
+    leaving_out,
     load_rgb,
-    real_paths,
 )
 from maskwatch.live import DEFAULT_TIMEOUT_S, LatestFrameReader, open_capture
 
@@ -87,7 +87,7 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Frames of ``source`` in order; ``stride`` > 1 keeps every n-th video frame. Never empty: a source that gives
     nothing yields one Frame whose ``error`` says why. ``skip``: files and folders a folder or glob source leaves
-    out (the run's own outputs, e.g. ``--json`` or ``--save`` inside the folder being read)."""
+    out (the run's own ``--json`` inside the folder being read); annotated copies are left out by their record."""
     if not source.strip():
         yield Frame(source, 0, None, "empty SOURCE: give an image, folder, glob, video, webcam index or URL")
         return
@@ -116,17 +116,17 @@ def _frames_of(
             yield Frame(source, 0, None, ONLY_COPIES if copies else "folder has no files")
         yield from _iter_files(files, include_non_images=True)
     elif kind == "glob":
-        left_out = real_paths(skip)
-
-        def ours(path: Path) -> bool:
-            return is_annotated_copy(path) or is_left_out(path, left_out)
+        left_out = leaving_out(skip)
 
         everything = expand_glob(source)
-        matched = [p for p in everything if not ours(p)]
-        _say_left_out([str(p) for p in everything if ours(p)])
+        copies = {p for p in everything if is_annotated_copy(p)}
+        dropped = [p for p in everything if p in copies or is_left_out(p, left_out)]
+        matched = [p for p in everything if p not in set(dropped)]
+        _say_left_out([str(p) for p in dropped])
         files = [p for p in matched if is_image_path(p) or p.suffix.lower() in VIDEO_SUFFIXES]
         if not matched:
-            yield Frame(source, 0, None, ONLY_COPIES.replace("holds", "matched") if everything else "glob matched no files")
+            only_copies = bool(copies) and len(copies) == len(everything)
+            yield Frame(source, 0, None, ONLY_COPIES.replace("holds", "matched") if only_copies else "glob matched no files")
         elif not files:  # found by the fuzz harness: this used to give no line at all
             yield Frame(source, 0, None, f"glob matched {len(matched)} files, none an image or video")
         yield from _iter_files(files, include_non_images=False)
@@ -143,7 +143,7 @@ def list_folder(root: Path, skip: Sequence[Path] = ()) -> tuple[list[Path], list
     (folder, reason) for each folder that could not be read. Left out, with one line per folder: ``skip`` (files and
     folders: this run's ``--json``) and the annotated copies ``detect --save`` recorded writing (never photos)."""
     problems: list[tuple[str, str]] = []
-    left_out = real_paths(skip)
+    left_out = leaving_out(skip)
 
     def unreadable(error: OSError) -> None:
         problems.append((str(error.filename or root), f"cannot read folder ({error.strerror or error})"))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.imaging import is_image_path, is_left_out, is_system_file, is_system_folder, real_paths
+from maskwatch.imaging import is_image_path, is_left_out, is_system_file, is_system_folder, leaving_out
 from maskwatch.labels import UnknownLabelError, canonical_label
 from maskwatch.voc import VocObject, box_problem, find_scene_image, parse_voc, read_voc_folder
 
@@ -72,7 +72,7 @@ def index_class_folders(root: Path, source: str | None = None, skip: Sequence[Pa
     if not root.is_dir():
         report.problems.append(f"{root}: not a folder")
         return report
-    left_out = real_paths(skip)
+    left_out = leaving_out(skip)
     here = [p for p in root.iterdir() if not is_left_out(p, left_out)]
     folders = sorted(p for p in here if p.is_dir() and not is_system_folder(p.name))
     loose = sorted(p for p in here if not p.is_dir() and is_image_path(p) and not is_system_file(p))

@@ -19,7 +19,7 @@ import numpy as np
 
 from maskwatch.crop import crop_face
 from maskwatch.fileio import write_json
-from maskwatch.imaging import ImageLoadError, LeftOut, is_left_out, is_system_file, load_rgb, outputs_inside, real_paths
+from maskwatch.imaging import ImageLoadError, LeftOut, is_left_out, is_system_file, leaving_out, load_rgb, outputs_inside
 from maskwatch.metrics import plot_confusion_matrix, reports_by_source
 from maskwatch.runtime.classifier import OnnxMaskClassifier
 
@@ -255,7 +255,7 @@ def own_outputs_in_tree(tree: Path, json_path: Path | None, picture_dir: Path, g
     if gallery is not None:
         files += [gallery / MISTAKES_JSON, gallery / f"errors_{source_name(tree)}.png"]
     inside = outputs_inside(tree, [path for path in files if path is not None])
-    ours = real_paths(inside)
+    ours = leaving_out(inside)
     for folder in (picture_dir, gallery):
         if folder is not None and outputs_inside(tree, [folder]):
             top = _highest_holding_only(tree, folder, ours)
