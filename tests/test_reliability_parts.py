@@ -103,3 +103,18 @@ def test_a_damaged_record_of_annotated_copies_is_read_line_by_line_and_never_cra
     assert read_record(tmp_path) == {"a.jpg": (10, 20)}
     (tmp_path / RECORD).write_bytes(b"\xff\xfe\x00binary\n" * 10)
     assert read_record(tmp_path) == {}
+
+
+def test_a_record_of_copies_replaced_run_after_run_is_compacted_to_the_copies_still_there(tmp_path: Path):
+    from maskwatch.annotated_copies import COMPACT_AFTER, RECORD, compact_record, read_record, record_copy
+
+    copy = tmp_path / "a.jpg"
+    copy.write_bytes(b"copy")
+    record: dict = {}
+    for _ in range(COMPACT_AFTER + 10):  # the same copy recorded again on every run
+        record_copy(copy, record)
+    (tmp_path / "gone.jpg").write_bytes(b"x")
+    record_copy(tmp_path / "gone.jpg", record)
+    (tmp_path / "gone.jpg").unlink()
+    compact_record(tmp_path, read_record(tmp_path))
+    assert (tmp_path / RECORD).read_text().count("\n") == 1 and read_record(tmp_path) == {"a.jpg": record["a.jpg"]}
