@@ -17,7 +17,8 @@ else the best macro-F1); the test split is never read by this script (the traini
 
     mkdir -p runs/focus_guided
     git show 599ef29:src/maskwatch/assets/maskwatch_mobilenet_v2.safetensors > runs/focus_guided/best.safetensors
-    python benchmarks/learning_curve.py --out runs/learning_curve --shares 0 0.33 0.67 1 --epochs 4
+    python benchmarks/learning_curve.py --out runs/learning_curve_seed1 --seed 1
+    python benchmarks/learning_curve.py --out runs/learning_curve --seed 0 --plot-with runs/learning_curve_seed1
 
 Writes OUT/share_<pct>/ (exclusions, recipe, training run, val JSON), OUT/learning_curve.json and
 OUT/learning_curve.png (``--plot-with OTHER_OUT`` draws another seed's series too), and prints one row per share.
@@ -147,7 +148,7 @@ def main() -> None:
         dropped, counts = dropped_photos(manifest, share, args.seed)
         config = write_point(folder, base, share, dropped, args.epochs, args.init, args.seed)
         run = folder / "run"
-        if not (run / "best.safetensors").is_file():
+        if not (run / "report.json").is_file():  # written last: a run cut short is trained on (it resumes from last.pt)
             print(f"share {share:.2f}: training ({counts['photos']} photos, {counts['mask_incorrect']} incorrect)", flush=True)
             with (folder / "train.log").open("w") as log:
                 subprocess.run(["maskwatch", "train", "--config", str(config)], check=True, stdout=log, stderr=log)
