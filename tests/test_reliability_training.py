@@ -145,6 +145,33 @@ def test_exclusions_match_exact_paths_and_report_unmatched_entries(tmp_path: Pat
     assert "data/with_mask/missing.png matches no file in the data" in caplog.text
 
 
+def test_a_file_named_in_two_exclusion_lists_is_not_reported_as_unmatched(tmp_path: Path, monkeypatch, caplog):
+    """A recipe's list plus a generated one (benchmarks/learning_curve.py) may name one photo twice, spelled two ways."""
+    from PIL import Image
+    from tests.conftest import synthetic_face
+
+    from maskwatch.training.config import TrainConfig
+    from maskwatch.training.train import prepare_data
+
+    monkeypatch.chdir(tmp_path)
+    for label in ("with_mask", "without_mask"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for name in ("1.png", "2.png"):
+            Image.fromarray(synthetic_face(label, 32, seed=len(name))).save(tmp_path / "data" / label / name)
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("data/with_mask/1.png  # a reason\n")
+    second.write_text(f"{(tmp_path / 'data/with_mask/1.png').resolve()}  # the same file, absolute\n")
+    caplog.set_level(logging.INFO)
+    config = TrainConfig(data=("data",), out=str(tmp_path / "run"), input_size=16, exclude=(str(first), str(second)))
+    loaded, _, _ = prepare_data(config)
+    assert sorted(f"{s.path.parent.name}/{s.path.name}" for s in loaded.samples) == [
+        "with_mask/2.png",
+        "without_mask/1.png",
+        "without_mask/2.png",
+    ]
+    assert "matches no file" not in caplog.text
+
+
 def test_split_keys_do_not_depend_on_how_the_data_folder_is_spelled(tmp_path: Path, monkeypatch):
     from maskwatch.training.config import TrainConfig
     from maskwatch.training.train import prepare_data

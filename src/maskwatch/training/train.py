@@ -69,15 +69,18 @@ def read_exclusions(files: tuple[str, ...]) -> dict[str, set[Path]]:
 def apply_exclusions(samples: list, excluded: dict[str, set[Path]]) -> tuple[list, list[str]]:
     """Samples whose file no entry names, and the entries that named no sample (each worth a warning: a typo or a
     moved file would otherwise quietly keep a mislabelled image in training)."""
-    wanted = {path: entry for entry, paths in excluded.items() for path in paths}
+    wanted: dict[Path, list[str]] = {}
+    for entry, paths in excluded.items():  # one file may be named by several entries (two lists, two spellings)
+        for path in paths:
+            wanted.setdefault(path, []).append(entry)
     used: set[str] = set()
     kept = []
     for sample in samples:
-        entry = wanted.get(Path(sample.path).resolve())
-        if entry is None:
+        entries = wanted.get(Path(sample.path).resolve())
+        if entries is None:
             kept.append(sample)
         else:
-            used.add(entry)
+            used.update(entries)
     return kept, [entry for entry in excluded if entry not in used]
 
 
